@@ -1,0 +1,65 @@
+"""jwtsess: stateless JWT sessions for Starlette.
+
+The public API is exactly what ``__all__`` lists (tests/test_public_api.py
+checks it); everything else is internal and may change.
+"""
+
+from .access import AccessClaims as AccessClaims
+from .access import AccessTokenSigner as AccessTokenSigner
+from .clock import Clock as Clock
+from .errors import AuthError as AuthError
+from .errors import BadRequest as BadRequest
+from .errors import CSRFFailed as CSRFFailed
+from .errors import InsufficientRole as InsufficientRole
+from .errors import JWTSessError as JWTSessError
+from .errors import KeyringError as KeyringError
+from .errors import RateLimited as RateLimited
+from .errors import RefreshReused as RefreshReused
+from .errors import RevocationStateStale as RevocationStateStale
+from .errors import SessionNotFound as SessionNotFound
+from .errors import StoreUnavailable as StoreUnavailable
+from .errors import TokenExpired as TokenExpired
+from .errors import TokenInvalid as TokenInvalid
+from .errors import TokenMalformed as TokenMalformed
+from .errors import TokenMissing as TokenMissing
+from .errors import TokenRevoked as TokenRevoked
+from .errors import UnknownKeyId as UnknownKeyId
+from .keyring import KeyRing as KeyRing
+from .keytool import init_keys as init_keys
+from .keytool import prune_keys as prune_keys
+from .keytool import rotate_keys as rotate_keys
+from .settings import TokenSettings as TokenSettings
+from .verifier import RevocationCheck as RevocationCheck
+from .verifier import Verifier as Verifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessClaims",
+    "AccessTokenSigner",
+    "AuthError",
+    "BadRequest",
+    "CSRFFailed",
+    "Clock",
+    "InsufficientRole",
+    "JWTSessError",
+    "KeyRing",
+    "KeyringError",
+    "RateLimited",
+    "RefreshReused",
+    "RevocationCheck",
+    "RevocationStateStale",
+    "SessionNotFound",
+    "StoreUnavailable",
+    "TokenExpired",
+    "TokenInvalid",
+    "TokenMalformed",
+    "TokenMissing",
+    "TokenRevoked",
+    "TokenSettings",
+    "UnknownKeyId",
+    "Verifier",
+    "init_keys",
+    "prune_keys",
+    "rotate_keys",
+]

@@ -1,0 +1,101 @@
+"""Access tokens: the claims they carry and the signer that issues them.
+
+Shape (RFC 9068): header ``{"alg", "kid", "typ": "at+jwt"}``; claims ``iss,
+aud, sub, role, sid, jti, iat, nbf, exp`` plus any extra claims the
+application adds, which can never replace a reserved one.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .clock import Clock, system_clock
+from .jwk import b64url
+from .keyring import KeyRing
+from .settings import TokenSettings
+
+RESERVED_CLAIMS: Final = frozenset({"iss", "aud", "sub", "role", "sid", "jti", "iat", "nbf", "exp"})
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """The verified claims of an access token."""
+
+    sub: str
+    role: str
+    sid: str
+    jti: str
+    iat: int
+    nbf: int
+    exp: int
+    iss: str
+    aud: str | tuple[str, ...]
+    kid: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """All claims as they stood in the token (``aud`` as a string or list)."""
+        return {
+            **self.extra,
+            "iss": self.iss,
+            "aud": self.aud if isinstance(self.aud, str) else list(self.aud),
+            "sub": self.sub,
+            "role": self.role,
+            "sid": self.sid,
+            "jti": self.jti,
+            "iat": self.iat,
+            "nbf": self.nbf,
+            "exp": self.exp,
+        }
+
+
+class AccessTokenSigner:
+    """Signs access tokens with the keyring's active key."""
+
+    def __init__(
+        self, keyring: KeyRing, settings: TokenSettings, *, clock: Clock = system_clock
+    ) -> None:
+        self._keyring = keyring
+        self._settings = settings
+        self._clock = clock
+
+    def issue(
+        self,
+        sub: str,
+        role: str,
+        sid: str,
+        *,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> tuple[str, AccessClaims]:
+        """A signed access token and its claims.
+
+        :raises ValueError: if ``extra_claims`` names a reserved claim.
+        """
+        extra = dict(extra_claims or {})
+        clash = RESERVED_CLAIMS.intersection(extra)
+        if clash:
+            raise ValueError(f"extra_claims may not set reserved claims: {sorted(clash)}")
+        key = self._keyring.signing_key()
+        now = int(self._clock())
+        claims = AccessClaims(
+            sub=sub,
+            role=role,
+            sid=sid,
+            jti=secrets.token_urlsafe(16),  # 128 random bits
+            iat=now,
+            nbf=now,
+            exp=now + self._settings.access_ttl,
+            iss=self._settings.issuer,
+            aud=self._settings.audience,
+            kid=key.kid,
+            extra=extra,
+        )
+        payload = json.dumps(claims.as_dict(), separators=(",", ":")).encode("utf-8")
+        signing_input = key.header_b64 + b"." + b64url(payload).encode("ascii")
+        signature = key.algorithm.sign(signing_input, key.sign_key)
+        token = (signing_input + b"." + b64url(signature).encode("ascii")).decode("ascii")
+        return token, claims

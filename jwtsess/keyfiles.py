@@ -1,0 +1,209 @@
+"""The on-disk key directory: a JSON manifest plus one file per key.
+
+Layout (see docs/operations.md)::
+
+    keys/
+      manifest.json       which keys exist, their algorithm and schedule
+      <kid>.pem           PKCS#8 private key (RS256, ES256, EdDSA)
+      <kid>.secret        32 random bytes (HS256)
+      refresh.secret      the MAC secret of refresh tokens (never a signing key)
+
+Every file is written atomically (temp file, fsync, rename, fsync of the
+directory) with mode 0600, and every read refuses a file that is missing,
+corrupt, or readable by group or others, naming the file. Key states are not
+stored: they follow from ``activates_at`` and the clock (see ``KeyRecord``),
+so every process switches keys at the same instant without being told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .errors import KeyringError
+from .jwk import SUPPORTED_ALGORITHMS
+
+MANIFEST_NAME: Final = "manifest.json"
+REFRESH_SECRET_NAME: Final = "refresh.secret"
+MANIFEST_FORMAT: Final = 1
+_SAFE_FILE_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,96}\.(pem|secret)$")
+
+PENDING: Final = "pending"
+ACTIVE: Final = "active"
+RETIRING: Final = "retiring"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One key as the manifest lists it.
+
+    ``activates_at`` is when the key starts signing. Before it the key is
+    *pending* (published, verifies, does not sign); from it until the next
+    key's ``activates_at`` it is *active*; after that it is *retiring*
+    (verifies only) until ``prune`` removes it.
+    """
+
+    kid: str
+    alg: str
+    file: str
+    created_at: float
+    activates_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The whole manifest. ``keys`` are sorted by ``activates_at``, oldest first."""
+
+    keys: tuple[KeyRecord, ...]
+    publish_delay: float
+    max_token_ttl: float
+    leeway: float
+
+    def state_of(self, record: KeyRecord, now: float) -> str:
+        if record.activates_at > now:
+            return PENDING
+        later = [k for k in self.keys if now >= k.activates_at > record.activates_at]
+        return RETIRING if later else ACTIVE
+
+    def active_at(self, now: float) -> KeyRecord | None:
+        live = [k for k in self.keys if k.activates_at <= now]
+        return live[-1] if live else None
+
+    def retired_at(self, record: KeyRecord) -> float | None:
+        """When ``record`` stopped signing: the next key's activation, if any."""
+        later = [k.activates_at for k in self.keys if k.activates_at > record.activates_at]
+        return min(later) if later else None
+
+    def to_json(self) -> bytes:
+        body = {
+            "format": MANIFEST_FORMAT,
+            "publish_delay": self.publish_delay,
+            "max_token_ttl": self.max_token_ttl,
+            "leeway": self.leeway,
+            "keys": [asdict(k) for k in self.keys],
+        }
+        return (json.dumps(body, indent=2) + "\n").encode("utf-8")
+
+
+def check_private_file(path: Path) -> os.stat_result:
+    """Stat ``path``, refusing a missing, non-regular or group/world-readable file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise KeyringError(f"{path}: file is missing") from None
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise KeyringError(f"{path}: not a regular file")
+    if info.st_mode & 0o077:
+        raise KeyringError(
+            f"{path}: mode {stat.S_IMODE(info.st_mode):04o} lets group or others read it; "
+            "it must be 0600 (chmod 600)"
+        )
+    return info
+
+
+def read_private_file(path: Path) -> bytes:
+    check_private_file(path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyringError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an umask or an old temp file must not widen the mode
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """Serialise writers (two rotations at once would lose a key)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _number(body: dict[str, Any], name: str, source: Path) -> float:
+    value = body.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise KeyringError(f"{source}: {name!r} must be a non-negative number")
+    return float(value)
+
+
+def _record(item: Any, source: Path) -> KeyRecord:
+    if not isinstance(item, dict):
+        raise KeyringError(f"{source}: every entry of 'keys' must be an object")
+    kid, alg, file = item.get("kid"), item.get("alg"), item.get("file")
+    if not isinstance(kid, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,96}", kid):
+        raise KeyringError(f"{source}: invalid kid {kid!r}")
+    if alg not in SUPPORTED_ALGORITHMS:
+        raise KeyringError(f"{source}: key {kid}: unsupported alg {alg!r}")
+    if not isinstance(file, str) or not _SAFE_FILE_NAME.fullmatch(file):
+        raise KeyringError(f"{source}: key {kid}: file must be a plain name, got {file!r}")
+    return KeyRecord(
+        kid=kid,
+        alg=alg,
+        file=file,
+        created_at=_number(item, "created_at", source),
+        activates_at=_number(item, "activates_at", source),
+    )
+
+
+def parse_manifest(data: bytes, source: Path) -> Manifest:
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise KeyringError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(body, dict) or body.get("format") != MANIFEST_FORMAT:
+        raise KeyringError(f"{source}: not a jwtsess manifest of format {MANIFEST_FORMAT}")
+    items = body.get("keys")
+    if not isinstance(items, list) or not items:
+        raise KeyringError(f"{source}: 'keys' must be a non-empty list")
+    records = sorted((_record(item, source) for item in items), key=lambda k: k.activates_at)
+    kids = [r.kid for r in records]
+    if len(set(kids)) != len(kids):
+        raise KeyringError(f"{source}: duplicate kid")
+    starts = [r.activates_at for r in records]
+    if len(set(starts)) != len(starts):
+        raise KeyringError(f"{source}: two keys activate at the same instant")
+    return Manifest(
+        keys=tuple(records),
+        publish_delay=_number(body, "publish_delay", source),
+        max_token_ttl=_number(body, "max_token_ttl", source),
+        leeway=_number(body, "leeway", source),
+    )
+
+
+def read_manifest(directory: Path) -> tuple[Manifest, os.stat_result]:
+    path = directory / MANIFEST_NAME
+    info = check_private_file(path)
+    return parse_manifest(read_private_file(path), path), info

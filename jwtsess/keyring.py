@@ -1,0 +1,162 @@
+"""KeyRing: the signing and verification keys of one process, kept in step with ``keys/``.
+
+Sign with the key active now; verify with any key the manifest lists, chosen
+by ``kid`` only. A running process notices a changed manifest by a cheap
+``stat`` at most every ``check_interval`` seconds (and, rate-limited, when a
+token names a kid it does not know), so a rotation needs no restart. A
+manifest that turns bad while running is logged and ignored: the last good
+ring keeps serving, because failing every request over an operator's typo
+would be worse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock, system_clock
+from .errors import KeyringError
+from .jwk import SigningKey, load_signing_key
+from .keyfiles import REFRESH_SECRET_NAME, Manifest, read_manifest, read_private_file
+
+logger = logging.getLogger("jwtsess.keyring")
+
+# An unknown kid may mean a key this process has not loaded yet; look again,
+# but never more often than this, so forged kids cannot turn into a stat storm.
+UNKNOWN_KID_RECHECK_SECONDS = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    manifest: Manifest
+    by_kid: Mapping[str, SigningKey]
+    schedule: tuple[tuple[float, SigningKey], ...]  # (activates_at, key), oldest first
+    refresh_secret: bytes | None
+    fingerprint: tuple[int, int, int]  # (inode, size, mtime_ns) of the manifest
+
+
+class KeyRing:
+    """The keys under ``directory``.
+
+    :param directory: the key directory managed by ``jwtsess-keys``.
+    :param clock: wall-clock seconds; decides which key is active.
+    :param check_interval: seconds between checks for a changed manifest.
+    :raises KeyringError: at construction, if the directory is unusable.
+    """
+
+    def __init__(
+        self,
+        directory: str | PathLike[str],
+        *,
+        clock: Clock = system_clock,
+        check_interval: float = 2.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = Path(directory)
+        self._clock = clock
+        self._check_interval = check_interval
+        self._monotonic = monotonic
+        self._loaded = self._read()
+        self._last_check = monotonic()
+        self.generation = 0
+        self.last_error: KeyringError | None = None
+
+    # -- loading ---------------------------------------------------------------
+
+    def _read(self) -> _Loaded:
+        manifest, info = read_manifest(self.directory)
+        by_kid: dict[str, SigningKey] = {}
+        for record in manifest.keys:
+            path = self.directory / record.file
+            by_kid[record.kid] = load_signing_key(
+                record.kid, record.alg, read_private_file(path), source=str(path)
+            )
+        secret_path = self.directory / REFRESH_SECRET_NAME
+        refresh_secret = read_private_file(secret_path) if secret_path.exists() else None
+        return _Loaded(
+            manifest=manifest,
+            by_kid=by_kid,
+            schedule=tuple((r.activates_at, by_kid[r.kid]) for r in manifest.keys),
+            refresh_secret=refresh_secret,
+            fingerprint=(info.st_ino, info.st_size, info.st_mtime_ns),
+        )
+
+    def reload(self) -> bool:
+        """Re-read the directory now. Returns True if the ring changed.
+
+        :raises KeyringError: if the directory is unusable; the old ring stays.
+        """
+        self._last_check = self._monotonic()
+        loaded = self._read()
+        if loaded.fingerprint == self._loaded.fingerprint:
+            return False
+        self._loaded = loaded
+        self.generation += 1
+        self.last_error = None
+        logger.info("keyring reloaded: kids=%s", sorted(loaded.by_kid))
+        return True
+
+    def _maybe_reload(self, interval: float) -> None:
+        if self._monotonic() - self._last_check < interval:
+            return
+        self._last_check = self._monotonic()
+        try:
+            _, info = read_manifest(self.directory)
+            if (info.st_ino, info.st_size, info.st_mtime_ns) != self._loaded.fingerprint:
+                self.reload()
+        except KeyringError as exc:
+            if self.last_error is None or str(self.last_error) != str(exc):
+                logger.error("keyring not reloaded, keeping the last good one: %s", exc)
+            self.last_error = exc
+
+    # -- use -------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Reload if the manifest changed; a no-op until ``check_interval`` has passed."""
+        self._maybe_reload(self._check_interval)
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._loaded.manifest
+
+    def signing_key(self) -> SigningKey:
+        """The key that signs now: the newest whose ``activates_at`` has passed."""
+        self._maybe_reload(self._check_interval)
+        now = self._clock()
+        chosen: SigningKey | None = None
+        for activates_at, key in self._loaded.schedule:
+            if activates_at > now:
+                break
+            chosen = key
+        if chosen is None:
+            raise KeyringError(f"{self.directory}: no key is active yet")
+        return chosen
+
+    def verification_key(self, kid: str) -> SigningKey | None:
+        """The key named ``kid``, or None. Never a guess, never a fallback."""
+        self._maybe_reload(self._check_interval)
+        key = self._loaded.by_kid.get(kid)
+        if key is None:
+            self._maybe_reload(min(UNKNOWN_KID_RECHECK_SECONDS, self._check_interval))
+            key = self._loaded.by_kid.get(kid)
+        return key
+
+    @property
+    def refresh_secret(self) -> bytes:
+        """The MAC secret for refresh tokens (``refresh.secret``)."""
+        secret = self._loaded.refresh_secret
+        if secret is None:
+            raise KeyringError(f"{self.directory / REFRESH_SECRET_NAME}: file is missing")
+        return secret
+
+    def jwks(self) -> dict[str, Any]:
+        """RFC 7517 JWK Set of every published public key; HMAC secrets never appear."""
+        self._maybe_reload(self._check_interval)
+        return {
+            "keys": [dict(key.public_jwk) for _, key in self._loaded.schedule if key.public_jwk]
+        }

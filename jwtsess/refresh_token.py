@@ -1,0 +1,92 @@
+"""Refresh tokens and session ids.
+
+A refresh token is not a JWT and can never pass for one::
+
+    rt1.<sid>.<generation>.<mac>
+
+``mac`` is HMAC-SHA256 under ``keys/refresh.secret`` (a secret no access token
+is ever signed with) over everything before it, so garbage and forgeries are
+rejected before any store call. The store keeps each session's current
+generation; the check-and-rotate is one atomic store step.
+
+A session id starts with an 8-character tag derived from the user id. Redis
+keys use it as their cluster hash tag, so every key of a user's sessions lives
+in one slot and each script touches one slot, knowing only the sid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Final
+
+from .errors import TokenInvalid, TokenMalformed
+
+REFRESH_TOKEN_PREFIX: Final = "rt1."
+MAX_REFRESH_TOKEN_LENGTH: Final = 128
+_SID_PATTERN: Final = r"[A-Za-z0-9_-]{8}\.[A-Za-z0-9_-]{22}"
+_TOKEN_RE: Final = re.compile(
+    rf"rt1\.({_SID_PATTERN})\.(0|[1-9][0-9]{{0,15}})\.([A-Za-z0-9_-]{{43}})"
+)
+SID_RE: Final = re.compile(_SID_PATTERN)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def user_tag(user_id: str) -> str:
+    """The 8-character hash tag shared by every session of ``user_id``."""
+    return _b64(hashlib.sha256(user_id.encode("utf-8")).digest()[:6])
+
+
+def new_session_id(user_id: str) -> str:
+    """``<user tag>.<128 random bits>``."""
+    return f"{user_tag(user_id)}.{secrets.token_urlsafe(16)}"
+
+
+def session_tag(sid: str) -> str:
+    return sid[:8]
+
+
+def is_session_id(value: object) -> bool:
+    return isinstance(value, str) and SID_RE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTokenRef:
+    """What a refresh token names: a session and a generation within it."""
+
+    sid: str
+    gen: int
+
+
+def _mac(secret: bytes, body: str) -> str:
+    return _b64(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
+
+
+def encode_refresh_token(secret: bytes, sid: str, gen: int) -> str:
+    body = f"{REFRESH_TOKEN_PREFIX}{sid}.{gen}"
+    return f"{body}.{_mac(secret, body)}"
+
+
+def decode_refresh_token(secret: bytes, token: object) -> RefreshTokenRef:
+    """Check shape and MAC; no store is consulted.
+
+    :raises TokenMalformed: not shaped like a refresh token.
+    :raises TokenInvalid: the MAC does not verify.
+    """
+    if not isinstance(token, str) or len(token) > MAX_REFRESH_TOKEN_LENGTH:
+        raise TokenMalformed("The refresh token is malformed.")
+    match = _TOKEN_RE.fullmatch(token)
+    if match is None:
+        raise TokenMalformed("The refresh token is malformed.")
+    sid, gen, mac = match.groups()
+    body = token[: -len(mac) - 1]
+    if not hmac.compare_digest(mac, _mac(secret, body)):
+        raise TokenInvalid("The refresh token is invalid.")
+    return RefreshTokenRef(sid=sid, gen=int(gen))

@@ -1,0 +1,259 @@
+"""Strict access-token verification (RFC 8725, RFC 9068).
+
+The order matters and is part of the contract:
+
+1. size limit, before any base64 or JSON work;
+2. shape: exactly three canonical base64url segments (no JWE, no JSON
+   serialization, no refresh token);
+3. header: strict JSON (no duplicate members), only ``alg``, ``kid`` and
+   ``typ`` (so ``jwk``, ``jku``, ``x5u``, ``x5c``, ``crit`` and ``b64`` never
+   work), ``typ`` must be ``at+jwt``;
+4. key by ``kid`` alone; the key pins the algorithm and the header's ``alg``
+   must equal it. No kid match means failure, never a search;
+5. signature, through PyJWT's algorithm object for that key;
+6. claims, strict JSON again, then types, ``iss``, ``aud``, ``exp``, ``nbf``, ``iat``;
+7. revocation, only after the signature verified.
+
+Verified tokens are cached by their full string; a hit still checks expiry
+and revocation on every call, and the cache is dropped when the keyring changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any, Final, Protocol
+
+from .access import RESERVED_CLAIMS, AccessClaims
+from .clock import Clock, system_clock
+from .errors import TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
+from .keyring import KeyRing
+from .refresh_token import REFRESH_TOKEN_PREFIX
+from .settings import TokenSettings
+
+ALLOWED_HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
+ACCEPTED_TYP: Final = frozenset({"at+jwt", "application/at+jwt"})
+MAX_KID_LENGTH: Final = 128
+MAX_STRING_CLAIM_LENGTH: Final = 512
+# NumericDate bounds: a 20-digit integer is already past any sane date, and
+# refusing long digit strings up front avoids int() doing quadratic work.
+_MAX_INT_DIGITS: Final = 20
+
+
+class RevocationCheck(Protocol):
+    """Anything that can say whether verified claims are revoked.
+
+    ``check`` raises ``TokenRevoked`` (or ``RevocationStateStale``) and must
+    not do network I/O: it runs on every request.
+    """
+
+    def check(self, claims: AccessClaims) -> None: ...
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _Duplicate("duplicate member")
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise ValueError("integer too long")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("non-finite number")
+    return value
+
+
+_STRICT_JSON: Final = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates,
+    parse_constant=_no_constants,
+    parse_int=_bounded_int,
+    parse_float=_finite_float,
+)
+
+
+def _segment(segment: str, what: str) -> bytes:
+    """Decode one base64url segment, refusing padding and non-canonical encodings."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise TokenMalformed(f"The token's {what} is not base64url.") from None
+    # Re-encoding must give back the very same text: this refuses padding,
+    # stray characters and non-zero trailing bits (a second spelling of the
+    # same bytes, which would make token strings malleable).
+    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii", "replace"):
+        raise TokenMalformed(f"The token's {what} is not canonical base64url.")
+    return raw
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = _STRICT_JSON.decode(raw.decode("utf-8"))
+    except _Duplicate:
+        raise TokenInvalid(f"The token's {what} has a duplicate member.") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise TokenMalformed(f"The token's {what} is not a JSON object.") from None
+    if not isinstance(value, dict):
+        raise TokenMalformed(f"The token's {what} is not a JSON object.")
+    return value
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> int:
+    if name not in claims:
+        raise TokenInvalid(f"The token has no '{name}' claim.")
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise TokenInvalid(f"The token's '{name}' claim is not a NumericDate.")
+    return int(value)
+
+
+def _string_claim(claims: dict[str, Any], name: str) -> str:
+    value = claims.get(name)
+    if not isinstance(value, str) or not value or len(value) > MAX_STRING_CLAIM_LENGTH:
+        raise TokenInvalid(f"The token's '{name}' claim is missing or not a string.")
+    return value
+
+
+class Verifier:
+    """Verifies access tokens against a keyring.
+
+    :param keyring: the keys; the token's ``kid`` chooses one.
+    :param settings: issuer, audience, leeway, size and cache limits.
+    :param clock: wall-clock seconds.
+    :param revocation: checked after the signature on every call (cache hits too).
+    """
+
+    def __init__(
+        self,
+        keyring: KeyRing,
+        settings: TokenSettings,
+        *,
+        clock: Clock = system_clock,
+        revocation: RevocationCheck | None = None,
+    ) -> None:
+        self._keyring = keyring
+        self._settings = settings
+        self._clock = clock
+        self.revocation = revocation
+        self._cache: dict[str, AccessClaims] = {}
+        self._cache_size = settings.verified_cache_size
+        self._cache_generation = keyring.generation
+
+    def verify(self, token: str) -> AccessClaims:
+        """Verify ``token`` and return its claims.
+
+        :raises TokenMalformed: not a compact JWS within the size limit.
+        :raises TokenInvalid: header, key, signature, type or claims are wrong.
+        :raises TokenExpired: ``exp`` (plus leeway) has passed.
+        :raises TokenRevoked: the revocation check refused it.
+        """
+        keyring = self._keyring
+        keyring.check()
+        if keyring.generation != self._cache_generation:
+            self._cache.clear()
+            self._cache_generation = keyring.generation
+        claims = self._cache.get(token) if type(token) is str else None
+        if claims is None:
+            claims = self._verify_uncached(token)
+            if self._cache_size:
+                if len(self._cache) >= self._cache_size:
+                    # Evict the oldest entry (dicts keep insertion order).
+                    del self._cache[next(iter(self._cache))]
+                self._cache[token] = claims
+        elif claims.exp + self._settings.leeway <= self._clock():
+            del self._cache[token]
+            raise TokenExpired()
+        if self.revocation is not None:
+            self.revocation.check(claims)
+        return claims
+
+    def _verify_uncached(self, token: object) -> AccessClaims:
+        settings = self._settings
+        if not isinstance(token, str) or not token:
+            raise TokenMalformed("The token is empty or not a string.")
+        if len(token) > settings.max_token_bytes:
+            raise TokenMalformed(f"The token is longer than {settings.max_token_bytes} bytes.")
+        if token.startswith(REFRESH_TOKEN_PREFIX):
+            raise TokenInvalid("A refresh token is not an access token.")
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise TokenMalformed("The token is not a compact JWS of three segments.")
+        header_seg, payload_seg, signature_seg = parts
+
+        header = _json_object(_segment(header_seg, "header"), "header")
+        unexpected = header.keys() - ALLOWED_HEADER_MEMBERS
+        if unexpected:
+            raise TokenInvalid(f"Unsupported header parameter {sorted(unexpected)[0]!r}.")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
+            raise TokenInvalid("The token's typ is not at+jwt.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
+            raise TokenInvalid("The token's kid is missing or not a short string.")
+        key = self._keyring.verification_key(kid)
+        if key is None:
+            raise UnknownKeyId()
+        if header.get("alg") != key.alg:
+            raise TokenInvalid("The token's alg does not match its key.")
+
+        signature = _segment(signature_seg, "signature")
+        signing_input = token[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
+        if not key.algorithm.verify(signing_input, key.verify_key, signature):
+            raise TokenInvalid("The token's signature does not verify.")
+
+        return self._check_claims(_json_object(_segment(payload_seg, "payload"), "payload"), kid)
+
+    def _check_claims(self, claims: dict[str, Any], kid: str) -> AccessClaims:
+        settings = self._settings
+        exp = _numeric_date(claims, "exp")
+        nbf = _numeric_date(claims, "nbf")
+        iat = _numeric_date(claims, "iat")
+        if claims.get("iss") != settings.issuer:
+            raise TokenInvalid("The token's issuer is not accepted.")
+        aud = claims.get("aud")
+        if isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+            aud = tuple(aud)
+            if settings.audience not in aud:
+                raise TokenInvalid("The token's audience is not accepted.")
+        elif aud != settings.audience:
+            raise TokenInvalid("The token's audience is not accepted.")
+        result = AccessClaims(
+            sub=_string_claim(claims, "sub"),
+            role=_string_claim(claims, "role"),
+            sid=_string_claim(claims, "sid"),
+            jti=_string_claim(claims, "jti"),
+            iat=iat,
+            nbf=nbf,
+            exp=exp,
+            iss=settings.issuer,
+            aud=aud,
+            kid=kid,
+            extra={k: v for k, v in claims.items() if k not in RESERVED_CLAIMS},
+        )
+        now = self._clock()
+        if exp + settings.leeway <= now:
+            raise TokenExpired()
+        if nbf - settings.leeway > now:
+            raise TokenInvalid("The token is not valid yet.")
+        if iat - settings.leeway > now:
+            raise TokenInvalid("The token was issued in the future.")
+        return result
+
+    def clear_cache(self) -> None:
+        self._cache.clear()

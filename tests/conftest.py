@@ -1,0 +1,84 @@
+"""Shared fixtures: factories for keyrings, signers and verifiers on a controllable clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from jwtsess import AccessTokenSigner, KeyRing, TokenSettings, Verifier, init_keys
+
+ISSUER = "https://auth.example.test"
+AUDIENCE = "api.example.test"
+T0 = 1_800_000_000.0  # a fixed "now" for tests (2027-01-15)
+
+
+class MutableClock:
+    """An injected wall clock that only moves when a test moves it."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class TokenKit:
+    """A keyring with a signer and a verifier sharing one clock."""
+
+    directory: Path
+    clock: MutableClock
+    keyring: KeyRing
+    settings: TokenSettings
+    signer: AccessTokenSigner
+    verifier: Verifier
+
+    def token(self, sub: str = "user-1", role: str = "user", sid: str = "sid-1") -> str:
+        return self.signer.issue(sub, role, sid)[0]
+
+
+@pytest.fixture
+def clock() -> MutableClock:
+    return MutableClock()
+
+
+@pytest.fixture
+def settings() -> TokenSettings:
+    return TokenSettings(issuer=ISSUER, audience=AUDIENCE)
+
+
+@pytest.fixture
+def make_kit(
+    tmp_path: Path, clock: MutableClock, settings: TokenSettings
+) -> Callable[..., TokenKit]:
+    """``make_kit(alg)``: a fresh key directory initialised with one active ``alg`` key."""
+    counter = iter(range(1_000_000))
+
+    def make(alg: str = "RS256", **settings_overrides: object) -> TokenKit:
+        directory = tmp_path / f"keys-{alg}-{next(counter)}"
+        init_keys(directory, alg, clock=clock)
+        keyring = KeyRing(directory, clock=clock, monotonic=clock)
+        kit_settings = (
+            TokenSettings(**{"issuer": ISSUER, "audience": AUDIENCE, **settings_overrides})  # type: ignore[arg-type]
+            if settings_overrides
+            else settings
+        )
+        return TokenKit(
+            directory=directory,
+            clock=clock,
+            keyring=keyring,
+            settings=kit_settings,
+            signer=AccessTokenSigner(keyring, kit_settings, clock=clock),
+            verifier=Verifier(keyring, kit_settings, clock=clock),
+        )
+
+    return make
+
+
+ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")

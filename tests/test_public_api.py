@@ -1,0 +1,36 @@
+"""The public surface is exactly ``jwtsess.__all__``, and every name in it is documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import jwtsess
+
+
+def test_all_matches_exports() -> None:
+    exported = {
+        name
+        for name, value in vars(jwtsess).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert exported == set(jwtsess.__all__)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in jwtsess.__all__:
+        obj = getattr(jwtsess, name)
+        if name == "Clock":  # a type alias
+            continue
+        assert inspect.getdoc(obj), name
+
+
+def test_every_error_code_is_documented() -> None:
+    with open("docs/errors.md", encoding="utf-8") as handle:
+        doc = handle.read()
+    for name in jwtsess.__all__:
+        obj = getattr(jwtsess, name)
+        if inspect.isclass(obj) and issubclass(obj, jwtsess.JWTSessError):
+            if obj in (jwtsess.JWTSessError, jwtsess.AuthError):
+                continue
+            assert f"`{obj.code}`" in doc, obj
+            assert f"`{name}`" in doc, name
