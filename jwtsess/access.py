@@ -53,6 +53,22 @@ class AccessClaims:
         }
 
 
+def check_extra_claims(extra_claims: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``extra_claims``, refused if it names a reserved claim or is not JSON.
+
+    :raises ValueError: on a reserved name or a value JSON cannot encode.
+    """
+    extra = dict(extra_claims or {})
+    clash = RESERVED_CLAIMS.intersection(extra)
+    if clash:
+        raise ValueError(f"extra_claims may not set reserved claims: {sorted(clash)}")
+    try:
+        json.dumps(extra, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"extra_claims must be JSON-serialisable: {exc}") from None
+    return extra
+
+
 class AccessTokenSigner:
     """Signs access tokens with the keyring's active key."""
 
@@ -70,17 +86,18 @@ class AccessTokenSigner:
         sid: str,
         *,
         extra_claims: Mapping[str, Any] | None = None,
+        not_before: int = 0,
     ) -> tuple[str, AccessClaims]:
         """A signed access token and its claims.
 
+        :param not_before: the user's revocation instant; ``iat`` is never
+            earlier, so a token issued in the same second as a revocation is
+            not revoked by it (at most one second ahead, well within leeway).
         :raises ValueError: if ``extra_claims`` names a reserved claim.
         """
-        extra = dict(extra_claims or {})
-        clash = RESERVED_CLAIMS.intersection(extra)
-        if clash:
-            raise ValueError(f"extra_claims may not set reserved claims: {sorted(clash)}")
+        extra = check_extra_claims(extra_claims)
         key = self._keyring.signing_key()
-        now = int(self._clock())
+        now = max(int(self._clock()), not_before)
         claims = AccessClaims(
             sub=sub,
             role=role,

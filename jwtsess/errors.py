@@ -88,8 +88,21 @@ class SessionNotFound(AuthError):
 
 
 class RefreshReused(AuthError):
+    """A refresh token came back after its successor was issued: theft.
+
+    ``sid`` and ``user_id`` name the session that was revoked (for audit; not
+    sent to the client).
+    """
+
     code = "refresh_reused"
     default_detail = "The refresh token was already used; the session has been revoked."
+
+    def __init__(
+        self, detail: str | None = None, *, sid: str | None = None, user_id: str | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.sid = sid
+        self.user_id = user_id
 
 
 class InsufficientRole(AuthError):

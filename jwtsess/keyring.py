@@ -109,6 +109,7 @@ class KeyRing:
             _, info = read_manifest(self.directory)
             if (info.st_ino, info.st_size, info.st_mtime_ns) != self._loaded.fingerprint:
                 self.reload()
+            self.last_error = None  # healthy again (e.g. a mode fixed by chmod alone)
         except KeyringError as exc:
             if self.last_error is None or str(self.last_error) != str(exc):
                 logger.error("keyring not reloaded, keeping the last good one: %s", exc)

@@ -3,14 +3,14 @@
 The order matters and is part of the contract:
 
 1. size limit, before any base64 or JSON work;
-2. shape: exactly three canonical base64url segments (no JWE, no JSON
-   serialization, no refresh token);
+2. shape: exactly three segments (no JWE, no JSON serialization, no refresh
+   token); each is decoded only when needed, and must be canonical base64url;
 3. header: strict JSON (no duplicate members), only ``alg``, ``kid`` and
    ``typ`` (so ``jwk``, ``jku``, ``x5u``, ``x5c``, ``crit`` and ``b64`` never
    work), ``typ`` must be ``at+jwt``;
 4. key by ``kid`` alone; the key pins the algorithm and the header's ``alg``
    must equal it. No kid match means failure, never a search;
-5. signature, through PyJWT's algorithm object for that key;
+5. signature (non-empty), through PyJWT's algorithm object for that key;
 6. claims, strict JSON again, then types, ``iss``, ``aud``, ``exp``, ``nbf``, ``iat``;
 7. revocation, only after the signature verified.
 
@@ -213,6 +213,8 @@ class Verifier:
             raise TokenInvalid("The token's alg does not match its key.")
 
         signature = _segment(signature_seg, "signature")
+        if not signature:
+            raise TokenMalformed("The token's signature is empty.")
         signing_input = token[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
         if not key.algorithm.verify(signing_input, key.verify_key, signature):
             raise TokenInvalid("The token's signature does not verify.")

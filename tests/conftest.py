@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from jwtsess import AccessTokenSigner, KeyRing, TokenSettings, Verifier, init_keys
+from jwtsess.issuer import Issuer
+from jwtsess.sessions import SessionPolicy
+from jwtsess.store.base import SessionStore
+from jwtsess.store.memory import MemoryStore
+from jwtsess.store.redis import RedisStore
+from tests.redis_server import RedisServer, running_redis
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "api.example.test"
@@ -82,3 +88,58 @@ def make_kit(
 
 
 ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One private redis-server for the whole run (flushed before each test that uses it)."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
+    """Every SessionStore backend, so one suite checks the same contract on each."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    with server.client() as admin:
+        admin.flushall()  # our own private server, never the machine's
+    redis_store = RedisStore.from_url(server.url)
+    try:
+        yield redis_store
+    finally:
+        await redis_store.close()
+
+
+@dataclass
+class IssuerKit:
+    kit: TokenKit
+    store: SessionStore
+    issuer: Issuer
+
+    @property
+    def clock(self) -> MutableClock:
+        return self.kit.clock
+
+
+@pytest.fixture
+def make_issuer(make_kit: Callable[..., TokenKit], store: SessionStore) -> Callable[..., IssuerKit]:
+    """``make_issuer(alg="HS256", policy=None, **issuer_kwargs)`` on the parametrized store."""
+
+    def make(
+        alg: str = "HS256", policy: SessionPolicy | None = None, **kwargs: object
+    ) -> IssuerKit:
+        kit = make_kit(alg)
+        issuer = Issuer(
+            kit.keyring,
+            kit.settings,
+            store,
+            policy=policy,
+            clock=kit.clock,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        return IssuerKit(kit=kit, store=store, issuer=issuer)
+
+    return make

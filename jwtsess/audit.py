@@ -1,0 +1,65 @@
+"""Audit events: structured records on the ``jwtsess.audit`` logger and an optional async hook.
+
+An event never carries a token, a refresh token or a key; only who, which
+session, from where, and what happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+logger = logging.getLogger("jwtsess.audit")
+
+AuditEventName = Literal[
+    "login",
+    "refresh",
+    "refresh_grace",
+    "reuse_detected",
+    "logout",
+    "logout_others",
+    "logout_all",
+    "session_revoked",
+    "reissue",
+    "token_revoked",
+    "key_rotated",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    event: AuditEventName
+    at: float
+    user_id: str | None = None
+    session_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+AuditHook = Callable[[AuditEvent], Awaitable[None]]
+
+
+class Auditor:
+    """Emits audit events: a log record always, and the hook if one is set.
+
+    A failing hook is logged and swallowed: audit delivery must never turn a
+    logout into an error or a refresh into a lost token.
+    """
+
+    def __init__(self, hook: AuditHook | None = None) -> None:
+        self.hook = hook
+
+    async def emit(self, event: AuditEvent) -> None:
+        level = logging.WARNING if event.event == "reuse_detected" else logging.INFO
+        logger.log(level, event.event, extra={"audit": event.as_dict()})
+        if self.hook is not None:
+            try:
+                await self.hook(event)
+            except Exception:  # any hook failure; the auth decision stands
+                logger.exception("audit hook failed for %s", event.event)

@@ -1,0 +1,326 @@
+"""RedisStore: the production store on redis.asyncio.
+
+Every state change is one Lua script (one round trip, atomic); see
+``redis_scripts`` for the data model. Connection trouble of any kind becomes
+``StoreUnavailable``. A script either ran whole or not at all, so nothing is
+left half-written. The client this store builds does not retry commands by
+itself: retrying a refresh is the caller's decision, and it is safe only
+within the grace window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from ..errors import RefreshReused, SessionNotFound, StoreUnavailable
+from ..refresh_token import is_session_id, session_tag, user_tag
+from ..sessions import ClientMetadata, Rotation, SessionInfo
+from . import redis_scripts as lua
+from .base import FeedBatch, NewSession, Revocation, RevocationKind, SessionStore
+
+logger = logging.getLogger("jwtsess.store")
+
+_KINDS: dict[str, RevocationKind] = {"jti": "jti", "sid": "sid", "user": "user"}
+_REPLY_FIELDS = 11
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _session(values: Sequence[Any]) -> SessionInfo:
+    sid, user, role, extra, gen, created, used, expires, absolute, ua, ip = values
+    return SessionInfo(
+        sid=sid,
+        user_id=user,
+        role=role,
+        extra_claims=json.loads(extra),
+        generation=int(gen),
+        created_at=int(created) / 1000,
+        last_used_at=int(used) / 1000,
+        expires_at=int(expires) / 1000,
+        absolute_expires_at=int(absolute) / 1000,
+        user_agent=ua or None,
+        ip=ip or None,
+    )
+
+
+def _revocation(fields: Mapping[str, str] | Sequence[str]) -> Revocation | None:
+    if not isinstance(fields, Mapping):
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    kind = _KINDS.get(fields.get("k", ""))
+    if kind is None:
+        return None
+    return Revocation(kind, fields["s"], int(fields["u"]) / 1000, int(fields.get("n") or 0))
+
+
+class RedisStore(SessionStore):
+    """Sessions and the revocation feed in Redis.
+
+    :param client: a ``redis.asyncio.Redis`` with ``decode_responses=True``.
+    :param prefix: prefix of every key (several apps can share one Redis).
+
+    Feed reads block for at most the ``block`` they are given, which must stay
+    below the client's socket timeout.
+    """
+
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "js") -> None:
+        self.client = client
+        self.prefix = prefix
+        self.feed_key = f"{prefix}:feed"
+        self._scripts: dict[str, AsyncScript] = {}
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "js", socket_timeout: float = 5.0) -> RedisStore:
+        """Build a store with its own connection pool; no automatic retries."""
+        client = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, prefix=prefix)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _user_prefix(self, tag: str) -> str:
+        return f"{self.prefix}:{{{tag}}}:"
+
+    def _session_prefix(self, tag: str) -> str:
+        return f"{self.prefix}:{{{tag}}}"
+
+    def _session_key(self, sid: str) -> str:
+        # "P:{tag}.<random>": the sid with its tag wrapped as the cluster hash tag.
+        return self._session_prefix(session_tag(sid)) + sid[8:]
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(getattr(lua, name))
+        try:
+            return await script(keys=list(keys), args=list(args))
+        except (RedisError, OSError) as exc:
+            logger.warning("redis script %s failed: %r", name, exc)
+            raise StoreUnavailable() from exc
+
+    async def _call(self, command: Awaitable[Any]) -> Any:
+        try:
+            return await command
+        except (RedisError, OSError) as exc:
+            logger.warning("redis feed read failed: %r", exc)
+            raise StoreUnavailable() from exc
+
+    # -- sessions ------------------------------------------------------------------
+
+    async def create(
+        self, session: NewSession, *, now: float, absolute_ttl: float, idle_ttl: float
+    ) -> int:
+        prefix = self._user_prefix(session_tag(session.sid))
+        nbf = await self._run(
+            "CREATE",
+            [
+                self._session_key(session.sid),
+                f"{prefix}u:{session.user_id}",
+                f"{prefix}n:{session.user_id}",
+            ],
+            [
+                session.sid,
+                session.user_id,
+                session.role,
+                json.dumps(dict(session.extra_claims), separators=(",", ":")),
+                _ms(now),
+                _ms(absolute_ttl),
+                _ms(idle_ttl),
+                session.metadata.user_agent or "",
+                session.metadata.ip or "",
+            ],
+        )
+        return int(nbf)
+
+    async def rotate(
+        self,
+        sid: str,
+        generation: int,
+        *,
+        now: float,
+        grace: float,
+        metadata: ClientMetadata,
+        revocation_ttl: float,
+    ) -> Rotation:
+        result = await self._run(
+            "ROTATE",
+            [self._session_key(sid), self.feed_key],
+            [
+                sid,
+                generation,
+                _ms(now),
+                _ms(grace),
+                metadata.user_agent or "",
+                metadata.ip or "",
+                _ms(revocation_ttl),
+                self._user_prefix(session_tag(sid)),
+            ],
+        )
+        outcome = result[0]
+        if outcome == "nf":
+            raise SessionNotFound()
+        if outcome == "reused":
+            raise RefreshReused(sid=sid, user_id=result[1])
+        return Rotation(
+            "rotated" if outcome == "ok" else "grace", _session(result[2:]), int(result[1])
+        )
+
+    async def get(self, sid: str, *, now: float) -> SessionInfo | None:
+        if not is_session_id(sid):
+            return None
+        result = await self._run("GET", [self._session_key(sid)], [sid, _ms(now)])
+        return _session(result) if result else None
+
+    async def list_for_user(self, user_id: str, *, now: float) -> list[SessionInfo]:
+        prefix = self._user_prefix(user_tag(user_id))
+        tag = user_tag(user_id)
+        flat = await self._run(
+            "LIST", [f"{prefix}u:{user_id}"], [_ms(now), self._session_prefix(tag)]
+        )
+        sessions = [
+            _session(flat[i : i + _REPLY_FIELDS]) for i in range(0, len(flat), _REPLY_FIELDS)
+        ]
+        return sorted(sessions, key=lambda s: s.created_at)
+
+    async def update_claims(
+        self, sid: str, role: str, extra_claims: Mapping[str, Any], *, now: float
+    ) -> bool:
+        extra = json.dumps(dict(extra_claims), separators=(",", ":"))
+        return bool(
+            await self._run("UPDATE_CLAIMS", [self._session_key(sid)], [role, extra, _ms(now)])
+        )
+
+    # -- revocation ----------------------------------------------------------------
+
+    async def revoke_session(
+        self, sid: str, *, now: float, revocation_ttl: float
+    ) -> SessionInfo | None:
+        result = await self._run(
+            "REVOKE_SESSION",
+            [self._session_key(sid), self.feed_key],
+            [sid, _ms(now), _ms(revocation_ttl), self._user_prefix(session_tag(sid))],
+        )
+        return _session(result) if result else None
+
+    async def revoke_other_sessions(
+        self, sid: str, *, now: float, revocation_ttl: float
+    ) -> list[str]:
+        result = await self._run(
+            "REVOKE_OTHERS",
+            [self._session_key(sid), self.feed_key],
+            [
+                sid,
+                _ms(now),
+                _ms(revocation_ttl),
+                self._user_prefix(session_tag(sid)),
+                self._session_prefix(session_tag(sid)),
+            ],
+        )
+        if result is None:
+            raise SessionNotFound()
+        return list(result)
+
+    async def revoke_user(
+        self,
+        user_id: str,
+        *,
+        now: float,
+        revocation_ttl: float,
+        end_sessions: bool,
+        role: str | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        prefix = self._user_prefix(user_tag(user_id))
+        extra = (
+            "" if extra_claims is None else json.dumps(dict(extra_claims), separators=(",", ":"))
+        )
+        result = await self._run(
+            "REVOKE_USER",
+            [f"{prefix}u:{user_id}", f"{prefix}n:{user_id}", self.feed_key],
+            [
+                user_id,
+                _ms(now),
+                _ms(revocation_ttl),
+                "1" if end_sessions else "0",
+                self._session_prefix(user_tag(user_id)),
+                role or "",
+                extra,
+            ],
+        )
+        return sorted(result)
+
+    async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
+        await self._run("REVOKE_TOKEN", [self.feed_key], [jti, _ms(now), _ms(until)])
+
+    # -- the feed ------------------------------------------------------------------
+
+    async def feed_snapshot(self, *, now: float) -> FeedBatch:
+        await self.trim_feed(now=now)
+        entries: list[Revocation] = []
+        cursor, start = "0-0", "-"
+        while True:
+            page = await self._call(self.client.xrange(self.feed_key, start, "+", count=1000))
+            for entry_id, fields in page:
+                revocation = _revocation(fields)
+                if revocation is not None:
+                    entries.append(revocation)
+                cursor = entry_id
+            if len(page) < 1000:
+                break
+            start = f"({cursor}"
+        if cursor == "0-0":
+            info = await self._feed_last_id()
+            cursor = info or cursor
+        return FeedBatch(entries, cursor, reset=True)
+
+    async def _feed_last_id(self) -> str | None:
+        try:
+            info = await self.client.xinfo_stream(self.feed_key)
+        except RedisError as exc:
+            if "no such key" in str(exc).lower():
+                return None
+            raise StoreUnavailable() from exc
+        except OSError as exc:
+            raise StoreUnavailable() from exc
+        return str(info["last-generated-id"])
+
+    async def feed_resume(self, cursor: str, *, now: float) -> FeedBatch:
+        result = await self._run("RESUME", [self.feed_key], [cursor])
+        if result[0] == "reset":
+            return await self.feed_snapshot(now=now)
+        entries = [r for r in (_revocation(fields) for fields in result[3::2]) if r is not None]
+        last = result[-2] if len(result) > 2 else cursor
+        return FeedBatch(entries, last)
+
+    async def feed_wait(self, cursor: str, *, block: float) -> FeedBatch:
+        reply = await self._call(
+            self.client.xread({self.feed_key: cursor}, count=10000, block=max(1, _ms(block)))
+        )
+        if not reply:
+            return FeedBatch([], cursor)
+        # RESP2: [[key, [[id, fields], ...]]]; RESP3: {key: [[id, fields], ...]}
+        messages = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        entries = [r for r in (_revocation(fields) for _, fields in messages) if r is not None]
+        return FeedBatch(entries, messages[-1][0] if messages else cursor)
+
+    async def trim_feed(self, *, now: float) -> int:
+        return int(await self._run("TRIM", [self.feed_key], [_ms(now)]))

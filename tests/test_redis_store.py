@@ -1,0 +1,286 @@
+"""RedisStore against real private redis-servers: races, crashes, memory, TTLs, hash tags."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from redis.crc import key_slot
+
+from jwtsess import (
+    AuthError,
+    RefreshReused,
+    SessionNotFound,
+    StoreUnavailable,
+    TokenSettings,
+)
+from jwtsess.issuer import Issuer
+from jwtsess.refresh_token import decode_refresh_token
+from jwtsess.sessions import ClientMetadata, SessionPolicy, TokenPair
+from jwtsess.store.redis import RedisStore
+from tests.conftest import TokenKit
+from tests.redis_server import RedisServer, running_redis
+
+
+@pytest.fixture
+def fresh_redis(redis_server: RedisServer) -> RedisServer:
+    """The shared private server, emptied (ours, so flushing it is allowed)."""
+    with redis_server.client() as admin:
+        admin.flushall()
+    return redis_server
+
+
+def issuers_on(
+    server: RedisServer, kit: TokenKit, count: int, policy: SessionPolicy | None = None
+) -> list[Issuer]:
+    """``count`` issuers, each with its own connection pool: separate "processes"."""
+    return [
+        Issuer(kit.keyring, kit.settings, RedisStore.from_url(server.url), clock=kit.clock,
+               policy=policy)
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+async def close_all(issuers: list[Issuer]) -> None:
+    for issuer in issuers:
+        await issuer.store.close()
+
+
+# -- the race ----------------------------------------------------------------------------------
+
+
+async def test_200_concurrent_refreshes_leave_one_generation(
+    fresh_redis: RedisServer, make_kit: Callable[..., TokenKit]
+) -> None:
+    kit = make_kit("HS256")
+    issuers = issuers_on(fresh_redis, kit, 8)
+    try:
+        pair = await issuers[0].login("alice", "user")
+        results = await asyncio.gather(
+            *(issuers[i % 8].refresh(pair.refresh_token) for i in range(200)),
+            return_exceptions=True,
+        )
+        pairs = [r for r in results if isinstance(r, TokenPair)]
+        errors = [r for r in results if not isinstance(r, TokenPair)]
+        assert all(isinstance(e, AuthError) for e in errors), errors
+        assert len(pairs) == 200  # all inside the grace window: nobody is logged out
+        assert len({p.refresh_token for p in pairs}) == 1  # one successor, no fork
+        secret = kit.keyring.refresh_secret
+        assert decode_refresh_token(secret, pairs[0].refresh_token).gen == 1
+        stored = await issuers[0].session(pair.session_id)
+        assert stored is not None
+        assert stored.generation == 1
+
+        successor = pairs[0].refresh_token
+        assert (await issuers[1].refresh(successor)).session_id == pair.session_id
+        kit.clock.advance(11)
+        with pytest.raises(RefreshReused):  # the successor worked once; later reuse is theft
+            await issuers[2].refresh(successor)
+    finally:
+        await close_all(issuers)
+
+
+async def test_concurrent_refreshes_without_grace_never_fork(
+    fresh_redis: RedisServer, make_kit: Callable[..., TokenKit]
+) -> None:
+    kit = make_kit("HS256")
+    issuers = issuers_on(fresh_redis, kit, 4, SessionPolicy(grace=0))
+    try:
+        pair = await issuers[0].login("alice", "user")
+        kit.clock.advance(1)
+        results = await asyncio.gather(
+            *(issuers[i % 4].refresh(pair.refresh_token) for i in range(50)),
+            return_exceptions=True,
+        )
+        winners = [r for r in results if isinstance(r, TokenPair)]
+        assert len(winners) == 1
+        losers = [r for r in results if not isinstance(r, TokenPair)]
+        # The first reuse is theft and revokes the session; later racers find no session.
+        assert all(isinstance(r, RefreshReused | SessionNotFound) for r in losers), losers
+        assert any(isinstance(r, RefreshReused) for r in losers)
+        # Reuse with zero grace is theft, so the session is gone: no live generation at all.
+        assert await issuers[0].session(pair.session_id) is None
+    finally:
+        await close_all(issuers)
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+async def _storm_then_kill(
+    server: RedisServer, kit: TokenKit, sessions: int, kill_after: int
+) -> tuple[dict[str, str], list[BaseException]]:
+    """Refresh ``sessions`` chains concurrently; SIGKILL Redis after ``kill_after`` successes.
+
+    Returns the last refresh token each chain was *given* (so, committed) and every
+    exception callers saw.
+    """
+    issuer = Issuer(kit.keyring, kit.settings, RedisStore.from_url(server.url), clock=kit.clock)
+    last: dict[str, str] = {}
+    for _ in range(sessions):
+        pair = await issuer.login("user-" + os.urandom(3).hex(), "user")
+        last[pair.session_id] = pair.refresh_token
+    done = 0
+    seen: list[BaseException] = []
+
+    async def chain(sid: str) -> None:
+        nonlocal done
+        while True:
+            try:
+                pair = await issuer.refresh(last[sid])
+            except Exception as exc:  # collected and checked by the caller
+                seen.append(exc)
+                return
+            last[sid] = pair.refresh_token
+            done += 1
+            if done == kill_after:
+                server.kill()
+
+    await asyncio.gather(*(chain(sid) for sid in list(last)))
+    await issuer.store.close()
+    return last, seen
+
+
+@pytest.mark.parametrize("persist", [True, False], ids=["aof", "no-persistence"])
+async def test_redis_killed_during_refresh_storm(
+    tmp_path: Path, make_kit: Callable[..., TokenKit], persist: bool
+) -> None:
+    kit = make_kit("HS256")
+    server = RedisServer(tmp_path / "redis", persist=persist)
+    server.start()
+    try:
+        last, seen = await _storm_then_kill(server, kit, sessions=30, kill_after=150)
+        assert len(seen) == 30  # every chain ended on the crash...
+        assert all(isinstance(e, StoreUnavailable) for e in seen), seen  # ...with a clear error
+        assert {e.code for e in seen if isinstance(e, StoreUnavailable)} == {"store_unavailable"}
+
+        server.start()  # same port, same directory
+        issuer = Issuer(kit.keyring, kit.settings, RedisStore.from_url(server.url), clock=kit.clock)
+        try:
+            # Nothing half-written: every session key that survived decodes whole.
+            with server.client() as admin:
+                stored = [k for k in admin.scan_iter("js:{*}.*")]
+            for key in stored:
+                sid = key[4:12] + key[13:]
+                assert await issuer.session(sid) is not None, key
+            assert len(stored) == (len(last) if persist else 0)
+            for sid, token in last.items():
+                if persist:
+                    # The last token handed out was committed: it works (as the current
+                    # generation, or as the predecessor of a successor whose reply was lost).
+                    pair = await issuer.refresh(token)
+                    assert pair.session_id == sid
+                    info = await issuer.session(sid)
+                    assert info is not None
+                    gen = decode_refresh_token(kit.keyring.refresh_secret, pair.refresh_token).gen
+                    assert info.generation == gen
+                else:
+                    with pytest.raises(SessionNotFound):  # fail closed, never accepted
+                        await issuer.refresh(token)
+        finally:
+            await issuer.store.close()
+    finally:
+        server.stop()
+
+
+async def test_unreachable_redis_is_store_unavailable(
+    tmp_path: Path, make_kit: Callable[..., TokenKit]
+) -> None:
+    kit = make_kit("HS256")
+    with running_redis(tmp_path / "r") as server:
+        issuer = Issuer(kit.keyring, kit.settings, RedisStore.from_url(server.url), clock=kit.clock)
+        pair = await issuer.login("alice", "user")
+        server.stop()
+        for call in (
+            issuer.login("alice", "user"),
+            issuer.refresh(pair.refresh_token),
+            issuer.logout(pair.session_id),
+            issuer.logout_everywhere("alice"),
+            issuer.sessions("alice"),
+        ):
+            with pytest.raises(StoreUnavailable):
+                await call
+        await issuer.store.close()
+
+
+async def test_paused_redis_times_out_as_store_unavailable(
+    tmp_path: Path, make_kit: Callable[..., TokenKit]
+) -> None:
+    kit = make_kit("HS256")
+    with running_redis(tmp_path / "r") as server:
+        store = RedisStore.from_url(server.url, socket_timeout=0.2)
+        issuer = Issuer(kit.keyring, kit.settings, store, clock=kit.clock)
+        pair = await issuer.login("alice", "user")
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await issuer.refresh(pair.refresh_token)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        await store.close()
+        # The refresh may or may not have run on the server; retrying inside the grace
+        # window is safe either way and never forks.
+        issuer = Issuer(kit.keyring, kit.settings, RedisStore.from_url(server.url), clock=kit.clock)
+        retried = await issuer.refresh(pair.refresh_token)
+        assert decode_refresh_token(kit.keyring.refresh_secret, retried.refresh_token).gen == 1
+        await issuer.store.close()
+
+
+# -- the data model ------------------------------------------------------------------------------
+
+
+async def test_every_key_expires_and_shares_the_users_slot(
+    fresh_redis: RedisServer, make_kit: Callable[..., TokenKit]
+) -> None:
+    kit = make_kit("HS256")
+    (issuer,) = issuers_on(fresh_redis, kit, 1)
+    try:
+        one = await issuer.login("alice", "user")
+        await issuer.login("alice", "user")
+        await issuer.refresh(one.refresh_token)
+        await issuer.reissue("alice")
+        with fresh_redis.client() as admin:
+            keys = sorted(admin.keys("js:*"))
+            assert sum(1 for k in keys if k.startswith("js:{") and "}." in k) == 2  # sessions
+            assert any(":u:" in k for k in keys)
+            assert any(":n:" in k for k in keys)
+            for key in keys:
+                if key == "js:feed":
+                    continue  # the one bounded key: trimmed by age, not expired
+                assert admin.pttl(key) > 0, key
+            slots = {key_slot(k.encode()) for k in keys if k != "js:feed"}
+            assert len(slots) == 1  # every script touches one slot
+    finally:
+        await close_all([issuer])
+
+
+async def test_bytes_per_session(
+    fresh_redis: RedisServer, make_kit: Callable[..., TokenKit], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kit = make_kit("HS256")
+    (issuer,) = issuers_on(fresh_redis, kit, 1)
+    users, per_user = 200, 2
+    ua = "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0"
+    try:
+        for u in range(users):
+            for _ in range(per_user):
+                meta = ClientMetadata(user_agent=ua, ip="203.0.113.77")
+                await issuer.login(f"user-{u:06d}", "user", metadata=meta)
+        with fresh_redis.client() as admin:
+            total = sum(int(admin.memory_usage(k, samples=0) or 0) for k in admin.keys("js:*"))
+        per_session = total / (users * per_user)
+        with capsys.disabled():
+            print(f"\nRedisStore: {per_session:.0f} bytes per session (MEMORY USAGE, all keys)")
+        assert per_session <= 512
+    finally:
+        await close_all([issuer])
+
+
+def test_settings_fixture_is_shared() -> None:
+    # Guard for the helpers above: they rely on the default access TTL.
+    assert TokenSettings(issuer="i", audience="a").access_ttl == 900
