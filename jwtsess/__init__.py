@@ -6,6 +6,7 @@ checks it); everything else is internal and may change.
 
 from .access import AccessClaims as AccessClaims
 from .access import AccessTokenSigner as AccessTokenSigner
+from .audit import AuditEvent as AuditEvent
 from .clock import Clock as Clock
 from .errors import AuthError as AuthError
 from .errors import BadRequest as BadRequest
@@ -24,11 +25,22 @@ from .errors import TokenMalformed as TokenMalformed
 from .errors import TokenMissing as TokenMissing
 from .errors import TokenRevoked as TokenRevoked
 from .errors import UnknownKeyId as UnknownKeyId
+from .issuer import ClaimsLoader as ClaimsLoader
+from .issuer import Issuer as Issuer
+from .issuer import UserClaims as UserClaims
 from .keyring import KeyRing as KeyRing
 from .keytool import init_keys as init_keys
 from .keytool import prune_keys as prune_keys
 from .keytool import rotate_keys as rotate_keys
+from .mirror import RevocationMirror as RevocationMirror
+from .sessions import ClientMetadata as ClientMetadata
+from .sessions import SessionInfo as SessionInfo
+from .sessions import SessionPolicy as SessionPolicy
+from .sessions import TokenPair as TokenPair
 from .settings import TokenSettings as TokenSettings
+from .store import MemoryStore as MemoryStore
+from .store import RedisStore as RedisStore
+from .store import SessionStore as SessionStore
 from .verifier import RevocationCheck as RevocationCheck
 from .verifier import Verifier as Verifier
 
@@ -37,27 +49,39 @@ __version__ = "0.1.0"
 __all__ = [
     "AccessClaims",
     "AccessTokenSigner",
+    "AuditEvent",
     "AuthError",
     "BadRequest",
     "CSRFFailed",
+    "ClaimsLoader",
+    "ClientMetadata",
     "Clock",
     "InsufficientRole",
+    "Issuer",
     "JWTSessError",
     "KeyRing",
     "KeyringError",
+    "MemoryStore",
     "RateLimited",
+    "RedisStore",
     "RefreshReused",
     "RevocationCheck",
+    "RevocationMirror",
     "RevocationStateStale",
+    "SessionInfo",
     "SessionNotFound",
+    "SessionPolicy",
+    "SessionStore",
     "StoreUnavailable",
     "TokenExpired",
     "TokenInvalid",
     "TokenMalformed",
     "TokenMissing",
+    "TokenPair",
     "TokenRevoked",
     "TokenSettings",
     "UnknownKeyId",
+    "UserClaims",
     "Verifier",
     "init_keys",
     "prune_keys",

@@ -30,6 +30,8 @@ AuditEventName = Literal[
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
+    """One audit record: what happened, to whom, from where. Never a token."""
+
     event: AuditEventName
     at: float
     user_id: str | None = None

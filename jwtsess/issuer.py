@@ -7,6 +7,7 @@ store call for garbage), one store round trip to check-and-rotate, then sign.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,14 +15,17 @@ from typing import Any
 from .access import AccessClaims, AccessTokenSigner, check_extra_claims
 from .audit import AuditEvent, AuditEventName, AuditHook, Auditor
 from .clock import Clock, system_clock
-from .errors import RefreshReused, SessionNotFound
+from .errors import RefreshReused, SessionNotFound, StoreUnavailable
 from .keyring import KeyRing
+from .mirror import RevocationMirror
 from .refresh_token import decode_refresh_token, encode_refresh_token, is_session_id, new_session_id
 from .sessions import ClientMetadata, SessionInfo, SessionPolicy, TokenPair
 from .settings import TokenSettings
 from .store.base import NewSession, SessionStore
 
 MAX_USER_ID_LENGTH = 256
+
+logger = logging.getLogger("jwtsess.issuer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,9 @@ class Issuer:
     :param claims_loader: called at every refresh so role changes reach the next
         access token; returning None ends the session.
     :param audit_hook: async callable receiving every ``AuditEvent``.
+    :param mirror: this process's revocation mirror; it catches up right after
+        every revocation made here, so a logout is enforced in this process
+        before the call returns (other processes follow within milliseconds).
     :raises ValueError: if ``settings.access_ttl`` exceeds the keyring's
         ``max_token_ttl`` (``prune`` would then drop keys whose tokens still live).
     """
@@ -67,6 +74,7 @@ class Issuer:
         claims_loader: ClaimsLoader | None = None,
         clock: Clock = system_clock,
         audit_hook: AuditHook | None = None,
+        mirror: RevocationMirror | None = None,
     ) -> None:
         if settings.access_ttl > keyring.manifest.max_token_ttl:
             raise ValueError(
@@ -81,9 +89,20 @@ class Issuer:
         self.clock = clock
         self.auditor = Auditor(audit_hook)
         self.signer = AccessTokenSigner(keyring, settings, clock=clock)
+        self.mirror = mirror
         # Long enough to outlive every access token issued before a revocation:
         # lifetime, the verifier's leeway, and one second of iat rounding.
         self.revocation_ttl = settings.access_ttl + settings.leeway + 1
+
+    async def _sync_mirror(self) -> None:
+        if self.mirror is None:
+            return
+        try:
+            await self.mirror.sync()
+        except StoreUnavailable:
+            # The revocation itself was committed; the mirror's feed task will
+            # deliver it once the store answers again.
+            logger.warning("mirror could not catch up after a revocation; the feed will")
 
     # -- tokens ----------------------------------------------------------------------
 
@@ -194,6 +213,7 @@ class Issuer:
                 metadata=meta,
                 generation=ref.gen,
             )
+            await self._sync_mirror()
             raise
         session = rotation.session
         role, extra = session.role, session.extra_claims
@@ -203,6 +223,7 @@ class Issuer:
                 await self.store.revoke_session(
                     session.sid, now=self.clock(), revocation_ttl=self.revocation_ttl
                 )
+                await self._sync_mirror()
                 await self._audit(
                     "session_revoked",
                     user_id=session.user_id,
@@ -237,6 +258,7 @@ class Issuer:
         ended = await self.store.revoke_session(
             sid, now=self.clock(), revocation_ttl=self.revocation_ttl
         )
+        await self._sync_mirror()
         await self._audit(
             "logout", user_id=ended.user_id if ended else None, session_id=sid, metadata=metadata
         )
@@ -252,6 +274,7 @@ class Issuer:
         if session is None or session.user_id != user_id:
             return False
         await self.store.revoke_session(sid, now=self.clock(), revocation_ttl=self.revocation_ttl)
+        await self._sync_mirror()
         await self._audit("session_revoked", user_id=user_id, session_id=sid, metadata=metadata)
         return True
 
@@ -265,6 +288,7 @@ class Issuer:
         ended = await self.store.revoke_other_sessions(
             sid, now=self.clock(), revocation_ttl=self.revocation_ttl
         )
+        await self._sync_mirror()
         await self._audit("logout_others", session_id=sid, metadata=metadata, ended=len(ended))
         return ended
 
@@ -275,6 +299,7 @@ class Issuer:
         ended = await self.store.revoke_user(
             user_id, now=self.clock(), revocation_ttl=self.revocation_ttl, end_sessions=True
         )
+        await self._sync_mirror()
         await self._audit("logout_all", user_id=user_id, metadata=metadata, ended=len(ended))
         return ended
 
@@ -301,6 +326,7 @@ class Issuer:
             role=role,
             extra_claims=extra,
         )
+        await self._sync_mirror()
         await self._audit("reissue", user_id=user_id, role_changed=role is not None)
 
     async def revoke_access_token(self, claims: AccessClaims) -> None:
@@ -308,6 +334,7 @@ class Issuer:
         await self.store.revoke_token(
             claims.jti, now=self.clock(), until=claims.exp + self.settings.leeway
         )
+        await self._sync_mirror()
         await self._audit("token_revoked", user_id=claims.sub, session_id=claims.sid)
 
     # -- reading -------------------------------------------------------------------------

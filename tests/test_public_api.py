@@ -19,7 +19,7 @@ def test_all_matches_exports() -> None:
 def test_every_public_name_has_a_docstring() -> None:
     for name in jwtsess.__all__:
         obj = getattr(jwtsess, name)
-        if name == "Clock":  # a type alias
+        if name in ("Clock", "ClaimsLoader"):  # type aliases, documented in their modules
             continue
         assert inspect.getdoc(obj), name
 

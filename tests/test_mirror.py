@@ -1,0 +1,283 @@
+"""RevocationMirror in one process: enforcement, expiry, staleness policy, memory per entry."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tracemalloc
+from collections.abc import Callable
+
+import pytest
+
+from jwtsess import RevocationStateStale, TokenRevoked, Verifier
+from jwtsess.access import AccessClaims
+from jwtsess.issuer import Issuer
+from jwtsess.mirror import RevocationMirror
+from jwtsess.refresh_token import new_session_id
+from jwtsess.store.base import Revocation, SessionStore
+from jwtsess.store.memory import MemoryStore
+from tests.conftest import T0, MutableClock, TokenKit
+
+
+class Ticker:
+    """An injected monotonic clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claims(
+    sub: str = "alice", sid: str = "sid-1", jti: str = "jti-1", iat: int = 0
+) -> AccessClaims:
+    stamp = iat or int(T0)
+    return AccessClaims(
+        sub=sub, role="user", sid=sid, jti=jti, iat=stamp, nbf=stamp, exp=stamp + 900,
+        iss="i", aud="a", kid="k",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def mirror(clock: MutableClock) -> RevocationMirror:
+    m = RevocationMirror(MemoryStore(), clock=clock, monotonic=Ticker())
+    m.last_heard = m._monotonic()
+    return m
+
+
+# -- the check -------------------------------------------------------------------------------
+
+
+def test_each_kind_is_enforced(mirror: RevocationMirror) -> None:
+    mirror.apply(
+        [
+            Revocation("jti", "bad-jti", T0 + 100),
+            Revocation("sid", "bad-sid", T0 + 100),
+            Revocation("user", "mallory", T0 + 100, not_before=int(T0) + 1),
+        ]
+    )
+    mirror.check(claims())
+    for revoked in (claims(jti="bad-jti"), claims(sid="bad-sid"), claims(sub="mallory")):
+        with pytest.raises(TokenRevoked) as err:
+            mirror.check(revoked)
+        assert err.value.code == "token_revoked"
+    mirror.check(claims(sub="mallory", iat=int(T0) + 1))  # issued at the not-before: fine
+
+
+def test_latest_not_before_wins_and_apply_is_idempotent(mirror: RevocationMirror) -> None:
+    entry = Revocation("user", "u", T0 + 100, not_before=int(T0) + 5)
+    mirror.apply([entry, Revocation("user", "u", T0 + 50, not_before=int(T0) + 2), entry])
+    assert mirror.user_not_before["u"] == (int(T0) + 5, T0 + 100)
+    assert len(mirror) == 1
+
+
+def test_expired_entries_are_ignored_and_swept(
+    mirror: RevocationMirror, clock: MutableClock
+) -> None:
+    mirror.apply([Revocation("jti", "old", T0 - 1), Revocation("jti", "new", T0 + 10)])
+    assert set(mirror.denied_tokens) == {"new"}
+    clock.advance(10)
+    mirror.sweep()
+    assert len(mirror) == 0
+
+
+# -- staleness -------------------------------------------------------------------------------
+
+
+def test_fail_closed_when_stale(clock: MutableClock) -> None:
+    ticker = Ticker()
+    mirror = RevocationMirror(MemoryStore(), clock=clock, monotonic=ticker, stale_after=5)
+    with pytest.raises(RevocationStateStale):  # never loaded: stale from the start
+        mirror.check(claims())
+    mirror.last_heard = ticker.now
+    ticker.now += 5
+    mirror.check(claims())  # exactly at the bound: still fine
+    ticker.now += 0.01
+    with pytest.raises(RevocationStateStale) as err:
+        mirror.check(claims())
+    assert (err.value.code, err.value.status) == ("revocation_state_stale", 503)
+
+
+def test_fail_open_accepts_counts_and_warns(
+    clock: MutableClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ticker = Ticker()
+    mirror = RevocationMirror(
+        MemoryStore(), clock=clock, monotonic=ticker, stale_after=5, policy="fail_open"
+    )
+    mirror.apply([Revocation("jti", "bad", T0 + 100)])
+    ticker.now += 60
+    for _ in range(3):
+        mirror.check(claims())
+    assert mirror.stale_accepts == 3
+    assert "fail_open" in caplog.text
+    assert caplog.text.count("revocation feed silent") == 1  # rate-limited
+    with pytest.raises(TokenRevoked):  # what it does know is still enforced
+        mirror.check(claims(jti="bad"))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"policy": "fail_later"}, {"block": 0}, {"block": 10, "stale_after": 5}]
+)
+def test_bad_configuration(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must"):
+        RevocationMirror(MemoryStore(), **kwargs)  # type: ignore[arg-type]
+
+
+# -- end to end with the issuer and verifier, on every store --------------------------------
+
+
+async def _setup(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> tuple[TokenKit, Issuer, Verifier, RevocationMirror]:
+    kit = make_kit("HS256")
+    mirror = RevocationMirror(store, clock=kit.clock)
+    await mirror.load()
+    issuer = Issuer(kit.keyring, kit.settings, store, clock=kit.clock, mirror=mirror)
+    verifier = Verifier(kit.keyring, kit.settings, clock=kit.clock, revocation=mirror)
+    return kit, issuer, verifier, mirror
+
+
+async def test_logout_is_enforced_before_it_returns(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    _kit, issuer, verifier, _ = await _setup(make_kit, store)
+    mine = await issuer.login("alice", "user")
+    other = await issuer.login("alice", "user")
+    verifier.verify(mine.access_token)  # cached now: the cache must not bypass revocation
+    await issuer.logout(mine.session_id)
+    with pytest.raises(TokenRevoked):
+        verifier.verify(mine.access_token)
+    assert verifier.verify(other.access_token).sid == other.session_id
+
+
+async def test_logout_everywhere_and_fresh_login(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    _kit, issuer, verifier, _ = await _setup(make_kit, store)
+    old = [await issuer.login("alice", "user") for _ in range(3)]
+    bob = await issuer.login("bob", "user")
+    await issuer.logout_everywhere("alice")
+    for pair in old:
+        with pytest.raises(TokenRevoked):
+            verifier.verify(pair.access_token)
+    assert verifier.verify(bob.access_token).sub == "bob"
+    again = await issuer.login("alice", "user")  # same instant: must not be caught
+    assert verifier.verify(again.access_token).sub == "alice"
+
+
+async def test_reissue_kills_access_tokens_but_not_sessions(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    _kit, issuer, verifier, _ = await _setup(make_kit, store)
+    pair = await issuer.login("alice", "user")
+    await issuer.reissue("alice", role="admin")
+    with pytest.raises(TokenRevoked):
+        verifier.verify(pair.access_token)
+    refreshed = await issuer.refresh(pair.refresh_token)
+    assert verifier.verify(refreshed.access_token).role == "admin"
+
+
+async def test_theft_revokes_the_victims_access_token(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    kit, issuer, verifier, _ = await _setup(make_kit, store)
+    stolen = await issuer.login("alice", "user")
+    victim = await issuer.refresh(stolen.refresh_token)
+    kit.clock.advance(11)
+    with pytest.raises(Exception, match="already used"):
+        await issuer.refresh(stolen.refresh_token)
+    with pytest.raises(TokenRevoked):
+        verifier.verify(victim.access_token)
+
+
+async def test_revoke_one_access_token(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    _kit, issuer, verifier, _ = await _setup(make_kit, store)
+    pair = await issuer.login("alice", "user")
+    sibling = await issuer.refresh(pair.refresh_token)
+    await issuer.revoke_access_token(pair.claims)
+    with pytest.raises(TokenRevoked):
+        verifier.verify(pair.access_token)
+    assert verifier.verify(sibling.access_token).sid == pair.session_id
+
+
+async def test_background_follower_sees_another_processs_revocation(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    kit = make_kit("HS256")
+    follower = RevocationMirror(store, clock=kit.clock, block=0.2)
+    await follower.start()
+    try:
+        other_process = Issuer(kit.keyring, kit.settings, store, clock=kit.clock)
+        verifier = Verifier(kit.keyring, kit.settings, clock=kit.clock, revocation=follower)
+        pair = await other_process.login("alice", "user")
+        verifier.verify(pair.access_token)
+        await other_process.logout(pair.session_id)
+        for _ in range(20):
+            if pair.session_id in follower.denied_sessions:
+                break
+            assert await follower.wait_for_progress(timeout=2.0)
+        with pytest.raises(TokenRevoked):
+            verifier.verify(pair.access_token)
+        assert follower.healthy
+    finally:
+        await follower.stop()
+
+
+async def test_feed_and_mirror_shrink_under_frozen_time(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> None:
+    kit, issuer, _, mirror = await _setup(make_kit, store)
+    for _ in range(5):
+        await issuer.logout((await issuer.login("alice", "user")).session_id)
+    kit.clock.advance(500)
+    await issuer.logout_everywhere("bob")
+    assert len(mirror) == 6
+    assert await store.trim_feed(now=kit.clock()) == 6
+    kit.clock.advance(issuer.revocation_ttl - 499)  # the five logouts' tokens have expired
+    mirror.sweep()
+    assert len(mirror) == 1
+    assert await store.trim_feed(now=kit.clock()) == 1
+    kit.clock.advance(500)
+    mirror.sweep()
+    assert len(mirror) == 0
+    assert await store.trim_feed(now=kit.clock()) == 0
+
+
+# -- memory --------------------------------------------------------------------------------------
+
+
+def test_bytes_per_mirror_entry(
+    mirror: RevocationMirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    count = 20_000
+    entries = [Revocation("sid", new_session_id(f"u{i}"), T0 + 900 + i) for i in range(count)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        mirror.apply(entries)
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    # The subject strings already exist (they arrived in the feed batch), so add them too:
+    strings = sum(sys.getsizeof(e.subject) for e in entries)
+    per_entry = (after - before + strings) / count
+    with capsys.disabled():
+        print(f"\nRevocationMirror: {per_entry:.0f} bytes per entry (sid, incl. its string)")
+    assert per_entry <= 200
+
+
+def test_mirror_logger_is_quiet_when_healthy(
+    mirror: RevocationMirror, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="jwtsess.mirror")
+    for _ in range(100):
+        mirror.check(claims())
+    assert caplog.records == []
+
+
+def test_new_session_ids_are_distinct() -> None:
+    assert new_session_id("a") != new_session_id("a")
