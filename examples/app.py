@@ -1,26 +1,70 @@
 """The jwtsess demo service (``make run``).
 
+Mounts jwtsess the way the README shows: the middleware, the auth routes under
+``/auth``, the JWKS, plus a login endpoint, two protected routes and a small
+HTML page. Demo users (passwords hashed with scrypt at start-up):
+
+- ``alice`` / ``alice-demo-password``: role ``admin``
+- ``bob`` / ``bob-demo-password``: role ``user``
+
 Configuration comes from the environment:
 
 - ``HOST`` / ``PORT``: where uvicorn listens (default 127.0.0.1:8000);
 - ``JWTSESS_KEYS_DIR``: the key directory (default ``keys``; dev keys are
   generated there on first start);
 - ``JWTSESS_ALG``: algorithm of generated dev keys (default RS256);
-- ``JWTSESS_ACCESS_TTL``: access-token lifetime in seconds (default 900).
+- ``JWTSESS_ACCESS_TTL``: access-token lifetime in seconds (default 900);
+- ``JWTSESS_SECURE_COOKIES``: ``1`` for ``Secure`` / ``__Host-`` cookies
+  (default ``0``: the demo is served over plain http on loopback);
+- ``REDIS_URL``: ``redis://...`` switches from the embedded MemoryStore to Redis.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import os
+import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
 
-from jwtsess import KeyRing
+from jwtsess import (
+    AuthError,
+    BadRequest,
+    Issuer,
+    KeyRing,
+    MemoryStore,
+    RedisStore,
+    RevocationMirror,
+    SessionStore,
+    TokenSettings,
+    Verifier,
+)
 from jwtsess.keytool import ensure_keys
+from jwtsess.web import (
+    JWTAuthMiddleware,
+    JWTUser,
+    WebConfig,
+    auth_routes,
+    client_metadata,
+    error_response,
+    jwks_route,
+    read_json_object,
+    require_auth,
+    require_role,
+    set_session_cookies,
+)
+
+PAGE = Path(__file__).with_name("index.html")
 
 
 @dataclass(frozen=True)
@@ -30,6 +74,8 @@ class DemoConfig:
     keys_dir: str
     alg: str
     access_ttl: int
+    secure_cookies: bool
+    redis_url: str | None
 
     @classmethod
     def from_env(cls) -> DemoConfig:
@@ -39,31 +85,130 @@ class DemoConfig:
             keys_dir=os.environ.get("JWTSESS_KEYS_DIR", "keys"),
             alg=os.environ.get("JWTSESS_ALG", "RS256"),
             access_ttl=int(os.environ.get("JWTSESS_ACCESS_TTL", "900")),
+            secure_cookies=os.environ.get("JWTSESS_SECURE_COOKIES", "0") == "1",
+            redis_url=os.environ.get("REDIS_URL") or None,
         )
 
 
+class PasswordBook:
+    """Demo users with scrypt password hashes (stdlib, no extra dependency)."""
+
+    _PARAMS: ClassVar[dict[str, int]] = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+
+    def __init__(self, users: dict[str, tuple[str, str]]) -> None:
+        self._users = {name: (role, *self._hash(pw)) for name, (pw, role) in users.items()}
+        # Unknown names are checked against this, so both answers take as long.
+        self._dummy = self._hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def _hash(cls, password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
+        salt = salt or secrets.token_bytes(16)
+        return salt, hashlib.scrypt(password.encode("utf-8"), salt=salt, **cls._PARAMS)
+
+    def check(self, username: str, password: str) -> str | None:
+        """The user's role if the password is right, else None (same cost either way)."""
+        record = self._users.get(username)
+        salt, expected = (record[1], record[2]) if record else self._dummy
+        _, given = self._hash(password, salt)
+        ok = hmac.compare_digest(given, expected)
+        return record[0] if ok and record else None
+
+
+DEMO_USERS = PasswordBook(
+    {"alice": ("alice-demo-password", "admin"), "bob": ("bob-demo-password", "user")}
+)
+
+
 def create_app(config: DemoConfig) -> Starlette:
+    ensure_keys(config.keys_dir, config.alg, max_token_ttl=max(900, config.access_ttl))
     keyring = KeyRing(config.keys_dir)
+    settings = TokenSettings(
+        issuer=f"http://{config.host}:{config.port}",
+        audience="jwtsess-demo",
+        access_ttl=config.access_ttl,
+    )
+    store: SessionStore = (
+        RedisStore.from_url(config.redis_url) if config.redis_url else MemoryStore()
+    )
+    mirror = RevocationMirror(store)
+    issuer = Issuer(keyring, settings, store, mirror=mirror)
+    verifier = Verifier(keyring, settings, revocation=mirror)
+    web = WebConfig(secure=config.secure_cookies)
 
-    async def jwks(request: Request) -> JSONResponse:
-        return JSONResponse(keyring.jwks(), headers={"Cache-Control": "public, max-age=300"})
+    async def login(request: Request) -> Response:
+        try:
+            body = await read_json_object(request, web.max_body_bytes)
+            username, password = body.get("username"), body.get("password")
+            if not isinstance(username, str) or not isinstance(password, str):
+                raise BadRequest("username and password must be strings.")
+            role = DEMO_USERS.check(username, password)
+            if role is None:
+                return JSONResponse(
+                    {"error": "invalid_credentials", "detail": "Wrong username or password."},
+                    status_code=401,
+                    headers={"Cache-Control": "no-store"},
+                )
+            pair = await issuer.login(username, role, metadata=client_metadata(request))
+        except AuthError as error:
+            return error_response(web, error)
+        if body.get("cookie") is True:
+            response = JSONResponse(
+                {"token_type": "Bearer", "expires_in": pair.expires_in,
+                 "session_id": pair.session_id},
+                headers={"Cache-Control": "no-store"},
+            )  # fmt: skip
+            set_session_cookies(response, web, pair)
+            return response
+        return JSONResponse(pair.as_json(), headers={"Cache-Control": "no-store"})
 
-    return Starlette(routes=[Route("/.well-known/jwks.json", jwks)])
+    @require_auth()
+    async def me(request: Request) -> Response:
+        user: JWTUser = request.user
+        return JSONResponse(user.claims.as_dict())
+
+    @require_role("admin")
+    async def admin(request: Request) -> Response:
+        return JSONResponse({"admin": True, "user": request.user.identity})
+
+    async def index(request: Request) -> Response:
+        return FileResponse(PAGE, headers={"Cache-Control": "no-store"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await mirror.start()
+        try:
+            yield
+        finally:
+            await mirror.stop()
+            await store.close()
+
+    return Starlette(
+        routes=[
+            Route("/", index),
+            Route("/auth/login", login, methods=["POST"]),
+            Mount("/auth", app=auth_routes(issuer, config=web)),
+            Route("/me", me),
+            Route("/admin", admin),
+            jwks_route(keyring),
+        ],
+        middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web)],
+        lifespan=lifespan,
+    )
 
 
 def main() -> None:
     import uvicorn
 
     config = DemoConfig.from_env()
-    created = ensure_keys(config.keys_dir, config.alg)
-    keyring = KeyRing(config.keys_dir)
-    active = keyring.signing_key()
+    created = ensure_keys(config.keys_dir, config.alg, max_token_ttl=max(900, config.access_ttl))
+    active = KeyRing(config.keys_dir).signing_key()
+    store = f"RedisStore ({config.redis_url})" if config.redis_url else "MemoryStore (embedded)"
     print(
-        f"jwtsess demo: keys in {config.keys_dir!r} ({'generated now' if created else 'existing'}),"
-        f" signing with {active.alg} kid={active.kid}"
+        f"jwtsess demo: keys in {config.keys_dir!r} ({'generated now' if created else 'existing'})"
     )
-    print("jwtsess demo: store = MemoryStore (embedded, this process only)")
-    print(f"jwtsess demo: http://{config.host}:{config.port}/.well-known/jwks.json")
+    print(f"jwtsess demo: signing with {active.alg}, kid {active.kid}")
+    print(f"jwtsess demo: store = {store}; access tokens live {config.access_ttl}s")
+    print(f"jwtsess demo: open http://{config.host}:{config.port}/  (alice / alice-demo-password)")
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 
 

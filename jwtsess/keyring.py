@@ -22,7 +22,13 @@ from typing import Any
 from .clock import Clock, system_clock
 from .errors import KeyringError
 from .jwk import SigningKey, load_signing_key
-from .keyfiles import REFRESH_SECRET_NAME, Manifest, read_manifest, read_private_file
+from .keyfiles import (
+    REFRESH_SECRET_NAME,
+    Manifest,
+    check_private_file,
+    read_manifest,
+    read_private_file,
+)
 
 logger = logging.getLogger("jwtsess.keyring")
 
@@ -68,11 +74,19 @@ class KeyRing:
 
     # -- loading ---------------------------------------------------------------
 
-    def _read(self) -> _Loaded:
+    def _read(self, previous: Mapping[str, SigningKey] | None = None) -> _Loaded:
         manifest, info = read_manifest(self.directory)
         by_kid: dict[str, SigningKey] = {}
         for record in manifest.keys:
             path = self.directory / record.file
+            known = previous.get(record.kid) if previous else None
+            if known is not None and known.alg == record.alg and known.public_jwk is not None:
+                # An asymmetric kid is the key's thumbprint: same kid, same key pair.
+                # Reusing it spares a reload ~40 ms of RSA key checks per key,
+                # paid on the request that notices the change.
+                check_private_file(path)
+                by_kid[record.kid] = known
+                continue
             by_kid[record.kid] = load_signing_key(
                 record.kid, record.alg, read_private_file(path), source=str(path)
             )
@@ -92,7 +106,7 @@ class KeyRing:
         :raises KeyringError: if the directory is unusable; the old ring stays.
         """
         self._last_check = self._monotonic()
-        loaded = self._read()
+        loaded = self._read(self._loaded.by_kid)
         if loaded.fingerprint == self._loaded.fingerprint:
             return False
         self._loaded = loaded

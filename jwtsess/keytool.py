@@ -168,11 +168,13 @@ def prune_keys(directory: str | os.PathLike[str], *, clock: Clock = system_clock
     return [r.kid for r in gone]
 
 
-def ensure_keys(directory: str | os.PathLike[str], alg: str) -> bool:
+def ensure_keys(
+    directory: str | os.PathLike[str], alg: str, *, max_token_ttl: float = DEFAULT_MAX_TOKEN_TTL
+) -> bool:
     """Create a keyring if there is none (dev convenience). Returns True if created."""
     if (Path(directory) / MANIFEST_NAME).exists():
         return False
-    init_keys(directory, alg)
+    init_keys(directory, alg, max_token_ttl=max_token_ttl)
     return True
 
 

@@ -321,3 +321,16 @@ async def test_feed_wait_times_out_empty_and_returns_new_entries(store: SessionS
     batch = await store.feed_wait(cursor, block=0.5)
     assert [r.subject for r in batch.entries] == ["x"]
     assert batch.cursor != cursor
+
+
+# -- rate limiting -----------------------------------------------------------------------------
+
+
+async def test_rate_limit_fixed_window(store: SessionStore) -> None:
+    start = T0 + 0.25  # 0.25 s into a 60 s window aligned on the epoch
+    for _ in range(3):
+        assert await store.hit_rate_limit(["ip:a", "sid:x"], now=start, limit=3, window=60) == 0
+    retry = await store.hit_rate_limit(["ip:a", "sid:x"], now=start + 1, limit=3, window=60)
+    assert retry == pytest.approx(60 - 20 - 1.25 + 20, abs=0.01)  # the rest of the window
+    assert await store.hit_rate_limit(["ip:b"], now=start + 1, limit=3, window=60) == 0
+    assert await store.hit_rate_limit(["ip:a"], now=start + 60, limit=3, window=60) == 0

@@ -152,6 +152,19 @@ class SessionStore(abc.ABC):
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
         """Revoke one access token until its expiry."""
 
+    # -- rate limiting ---------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def hit_rate_limit(
+        self, buckets: Sequence[str], *, now: float, limit: int, window: float
+    ) -> float:
+        """Count one request in each bucket (fixed windows of ``window`` seconds).
+
+        Returns 0 if every bucket is within ``limit``, else the seconds until the
+        fullest bucket's window ends (the ``Retry-After``). Buckets expire with
+        their window.
+        """
+
     # -- the feed ------------------------------------------------------------------
 
     @abc.abstractmethod

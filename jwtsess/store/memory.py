@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ class MemoryStore(SessionStore):
         self._max_trimmed_id = 0
         self._next_sweep = 0.0
         self._wakeup: asyncio.Event | None = None
+        self._buckets: dict[str, tuple[float, int]] = {}  # bucket -> (window end, count)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -105,6 +106,8 @@ class MemoryStore(SessionStore):
             if until <= now:
                 del self._user_not_before[user]
         self._trim(now)
+        for bucket in [b for b, (end, _) in self._buckets.items() if end <= now]:
+            del self._buckets[bucket]
 
     def _not_before(self, user_id: str, now: float) -> int:
         entry = self._user_not_before.get(user_id)
@@ -248,6 +251,22 @@ class MemoryStore(SessionStore):
 
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
         self._publish(Revocation(REVOKE_TOKEN, jti, until))
+
+    # -- rate limiting -----------------------------------------------------------------
+
+    async def hit_rate_limit(
+        self, buckets: Sequence[str], *, now: float, limit: int, window: float
+    ) -> float:
+        self._sweep(now)
+        retry_after = 0.0
+        for bucket in buckets:
+            end, count = self._buckets.get(bucket, (0.0, 0))
+            if end <= now:
+                end, count = (now // window + 1) * window, 0
+            self._buckets[bucket] = (end, count + 1)
+            if count + 1 > limit:
+                retry_after = max(retry_after, end - now)
+        return retry_after
 
     # -- the feed --------------------------------------------------------------------
 

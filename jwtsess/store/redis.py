@@ -271,6 +271,18 @@ class RedisStore(SessionStore):
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
         await self._run("REVOKE_TOKEN", [self.feed_key], [jti, _ms(now), _ms(until)])
 
+    # -- rate limiting -----------------------------------------------------------------
+
+    async def hit_rate_limit(
+        self, buckets: Sequence[str], *, now: float, limit: int, window: float
+    ) -> float:
+        # The window index is part of the key, so a bucket from an old window
+        # (under an injected clock) never counts toward the current one.
+        index = int(now // window)
+        keys = [f"{self.prefix}:rl:{bucket}:{index}" for bucket in buckets]
+        retry_ms = await self._run("RATE_LIMIT", keys, [_ms(now), limit, _ms(window)])
+        return int(retry_ms) / 1000
+
     # -- the feed ------------------------------------------------------------------
 
     async def feed_snapshot(self, *, now: float) -> FeedBatch:

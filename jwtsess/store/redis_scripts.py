@@ -254,6 +254,21 @@ return 1
 """
 )
 
+#: KEYS: one counter per bucket. ARGV: now ms, limit, window ms.
+#: Fixed windows aligned to multiples of the window. Returns 0 if every bucket
+#: is within the limit, else the ms until the fullest bucket's window ends.
+RATE_LIMIT: Final = r"""
+local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ends = (math.floor(now / window) + 1) * window
+local retry = 0
+for _, key in ipairs(KEYS) do
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, ends - now) end
+  if count > limit then retry = ends - now end
+end
+return retry
+"""
+
 #: KEYS[1] feed. ARGV: now ms.
 #: Removes the oldest entries whose ``until`` has passed; stops at the first
 #: live one. Returns the stream length after trimming.

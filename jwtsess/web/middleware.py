@@ -1,0 +1,158 @@
+"""JWTAuthMiddleware: pure ASGI authentication for http and websocket scopes.
+
+Per request it scans the headers once, verifies the token (usually a cache hit
+plus the mirror's dictionary lookups: no I/O), and sets ``scope["user"]`` and
+``scope["auth"]`` as Starlette's own AuthenticationMiddleware does, so
+``request.user``, ``request.auth.scopes`` and ``starlette.authentication.requires``
+work unchanged. No token means an anonymous user and the route decides; a bad
+token is answered here (RFC 6750 401, or 503 when revocation state is stale;
+websockets are closed with 1008, or 1013 for 503).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any, Final
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..access import AccessClaims
+from ..errors import AuthError, CSRFFailed, TokenMalformed
+from ..verifier import Verifier
+from .config import WebConfig
+from .responses import error_response
+
+UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+SCOPE_KEY: Final = "jwtsess"  # scope entry holding the WebConfig, for guards and routes
+
+
+class JWTUser(BaseUser):
+    """The authenticated user: id, role, session id and the verified claims."""
+
+    __slots__ = ("claims",)
+
+    def __init__(self, claims: AccessClaims) -> None:
+        self.claims = claims
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.claims.sub
+
+    @property
+    def identity(self) -> str:
+        return self.claims.sub
+
+    @property
+    def id(self) -> str:
+        return self.claims.sub
+
+    @property
+    def role(self) -> str:
+        return self.claims.role
+
+    @property
+    def session_id(self) -> str:
+        return self.claims.sid
+
+
+class JWTAuthMiddleware:
+    """Authenticate every http and websocket request with an access token.
+
+    :param app: the ASGI app to wrap.
+    :param verifier: verifies tokens (with a ``RevocationMirror`` as its revocation check).
+    :param config: transport options (cookies, CSRF, realm, role scopes).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, verifier: Verifier, config: WebConfig | None = None
+    ) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.config = config or WebConfig()
+        self._access_cookie = self.config.access_cookie_name
+        self._csrf_cookie = self.config.csrf_cookie_name
+        self._csrf_header = self.config.csrf_header.lower().encode("latin-1")
+        self._scopes: dict[str, AuthCredentials] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope[SCOPE_KEY] = self.config
+        try:
+            claims = self._authenticate(scope)
+        except AuthError as error:
+            if kind == "http":
+                await error_response(self.config, error)(scope, receive, send)
+            else:
+                code = 1013 if error.status == 503 else 1008
+                await send({"type": "websocket.close", "code": code, "reason": error.code})
+            return
+        if claims is None:
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+        else:
+            scope["user"] = JWTUser(claims)
+            scope["auth"] = self._credentials(claims.role)
+        await self.app(scope, receive, send)
+
+    def _credentials(self, role: str) -> AuthCredentials:
+        credentials = self._scopes.get(role)
+        if credentials is None:
+            credentials = AuthCredentials(self.config.scopes_for(role))
+            if len(self._scopes) < 1024:  # roles are few; never let tokens grow this
+                self._scopes[role] = credentials
+        return credentials
+
+    def _authenticate(self, scope: Scope) -> AccessClaims | None:
+        authorization: bytes | None = None
+        cookie: bytes | None = None
+        csrf: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    raise TokenMalformed("More than one Authorization header.")
+                authorization = value
+            elif name == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+            elif name == self._csrf_header:
+                csrf = value
+        if authorization is not None:
+            scheme, _, token = authorization.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                token = token.strip()
+                if not token or " " in token:
+                    raise TokenMalformed("The Authorization header is not 'Bearer <token>'.")
+                return self.verifier.verify(token)
+            # Another scheme (Basic, ...) is not ours to judge: fall through.
+        if cookie is None or not self.config.cookies:
+            return None
+        cookies = cookie_parser(cookie.decode("latin-1"))
+        cookie_token = cookies.get(self._access_cookie)
+        if not cookie_token:
+            return None
+        if scope["type"] == "websocket":
+            self._check_origin(scope)
+        elif scope["method"] in UNSAFE_METHODS:
+            expected = cookies.get(self._csrf_cookie, "")
+            given = csrf.decode("latin-1") if csrf is not None else ""
+            if not expected or not hmac.compare_digest(expected, given):
+                raise CSRFFailed("A cookie-authenticated request needs the CSRF header.")
+        return self.verifier.verify(cookie_token)
+
+    def _check_origin(self, scope: Scope) -> None:
+        """Cookie-authenticated websockets must come from our own origin (no CSWSH)."""
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        origin = headers.get(b"origin", b"").decode("latin-1")
+        host = headers.get(b"host", b"").decode("latin-1")
+        http_scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+        allowed: set[Any] = {f"{http_scheme}://{host}", *self.config.allowed_origins}
+        if not origin or origin not in allowed:
+            raise CSRFFailed("A cookie-authenticated websocket must come from an allowed origin.")

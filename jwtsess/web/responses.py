@@ -1,0 +1,92 @@
+"""Error answers (RFC 6750) and cookie helpers: one place decides what a client sees."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+from starlette.responses import JSONResponse, Response
+
+from ..errors import AuthError, RateLimited, TokenMissing
+from ..sessions import TokenPair
+from .config import WebConfig
+
+NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+# Codes that mean "the token itself is bad" (RFC 6750 invalid_token).
+_INVALID_TOKEN: Final = frozenset(
+    {"token_malformed", "token_expired", "token_invalid", "token_revoked"}
+)
+
+
+def _quoted(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'")
+
+
+def challenge(config: WebConfig, error: AuthError) -> str | None:
+    """The ``WWW-Authenticate`` value for ``error``, or None if it takes none."""
+    realm = f'Bearer realm="{config.realm}"'
+    if isinstance(error, TokenMissing):
+        return realm  # RFC 6750 3.1: no error code when no credentials were sent
+    if error.code in _INVALID_TOKEN:
+        return f'{realm}, error="invalid_token", error_description="{_quoted(error.detail)}"'
+    if error.code == "insufficient_role":
+        return f'{realm}, error="insufficient_scope", error_description="{_quoted(error.detail)}"'
+    return None
+
+
+def error_response(config: WebConfig, error: AuthError) -> JSONResponse:
+    """``{"error": code, "detail": safe text}`` with the status and headers the code needs."""
+    headers = dict(NO_STORE)
+    www = challenge(config, error)
+    if www is not None:
+        headers["WWW-Authenticate"] = www
+    if isinstance(error, RateLimited):
+        headers["Retry-After"] = str(error.retry_after)
+    if error.status == 503:
+        headers["Retry-After"] = "1"
+    return JSONResponse(
+        {"error": error.code, "detail": error.detail}, status_code=error.status, headers=headers
+    )
+
+
+def set_session_cookies(response: Response, config: WebConfig, pair: TokenPair) -> None:
+    """Cookie mode: access (HttpOnly, all paths), refresh (HttpOnly, refresh route
+    only, SameSite=Strict) and a fresh CSRF token (readable, for the header)."""
+    response.set_cookie(
+        config.access_cookie_name,
+        pair.access_token,
+        max_age=pair.expires_in,
+        path="/",
+        secure=config.secure,
+        httponly=True,
+        samesite="lax",
+    )
+    refresh_max_age = max(0, int(pair.refresh_expires_at - pair.claims.iat))
+    response.set_cookie(
+        config.refresh_cookie_name,
+        pair.refresh_token,
+        max_age=refresh_max_age,
+        path=config.refresh_path,
+        secure=config.secure,
+        httponly=True,
+        samesite="strict",
+    )
+    response.set_cookie(
+        config.csrf_cookie_name,
+        secrets.token_urlsafe(24),
+        max_age=refresh_max_age,
+        path="/",
+        secure=config.secure,
+        httponly=False,
+        samesite="strict",
+    )
+
+
+def clear_session_cookies(response: Response, config: WebConfig) -> None:
+    for name, path in (
+        (config.access_cookie_name, "/"),
+        (config.refresh_cookie_name, config.refresh_path),
+        (config.csrf_cookie_name, "/"),
+    ):
+        response.delete_cookie(name, path=path, secure=config.secure, httponly=True)

@@ -1,0 +1,210 @@
+"""The auth routes: refresh, logout variants, session listing and status, the JWKS.
+
+``auth_routes(issuer)`` returns a Starlette ``Router`` to mount at
+``WebConfig.prefix`` (default ``/auth``); ``jwks_route(keyring)`` is the
+``/.well-known/jwks.json`` route for the app's root. docs/http.md is the
+contract, and tests/test_routes.py checks it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, Router
+
+from ..errors import AuthError, BadRequest, CSRFFailed, RateLimited, SessionNotFound, TokenMissing
+from ..issuer import Issuer
+from ..keyring import KeyRing
+from ..refresh_token import decode_refresh_token
+from ..sessions import ClientMetadata
+from .config import WebConfig
+from .middleware import JWTUser
+from .responses import NO_STORE, clear_session_cookies, error_response, set_session_cookies
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def client_metadata(request: Request) -> ClientMetadata:
+    """User agent and client address of a request (behind a proxy, run uvicorn
+    with ``--proxy-headers`` so ``request.client`` is the real client)."""
+    return ClientMetadata(
+        user_agent=request.headers.get("user-agent"),
+        ip=request.client.host if request.client else None,
+    ).bounded()
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The request's JSON object body, or ``BadRequest``: wrong type, too big, not JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise BadRequest("Content-Type must be application/json.")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise BadRequest(f"The body is larger than {limit} bytes.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"The body is larger than {limit} bytes.")
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return value
+
+
+def _user(request: Request) -> JWTUser:
+    user = request.scope.get("user")
+    if not isinstance(user, JWTUser):
+        raise TokenMissing("Authentication required.")
+    return user
+
+
+class AuthRoutes:
+    """The handlers behind ``auth_routes``; each turns an ``AuthError`` into its answer."""
+
+    def __init__(self, issuer: Issuer, config: WebConfig) -> None:
+        self.issuer = issuer
+        self.config = config
+
+    def _answer(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AuthError as error:
+                return error_response(self.config, error)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def router(self) -> Router:
+        a = self._answer
+        return Router(
+            routes=[
+                Route("/refresh", a(self.refresh), methods=["POST"]),
+                Route("/logout", a(self.logout), methods=["POST"]),
+                Route("/logout-others", a(self.logout_others), methods=["POST"]),
+                Route("/logout-all", a(self.logout_all), methods=["POST"]),
+                Route("/sessions", a(self.list_sessions), methods=["GET"]),
+                Route("/sessions/{sid}", a(self.revoke_session), methods=["DELETE"]),
+                Route("/session", a(self.session_status), methods=["GET"]),
+            ]
+        )
+
+    async def refresh(self, request: Request) -> Response:
+        config = self.config
+        cookie_token = request.cookies.get(config.refresh_cookie_name) if config.cookies else None
+        has_body = request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers
+        )
+        if has_body or not cookie_token:
+            body = await read_json_object(request, config.max_body_bytes)
+            token = body.get("refresh_token")
+            if not isinstance(token, str) or not token:
+                raise BadRequest("The body must carry a 'refresh_token' string.")
+            cookie_mode = False
+        else:
+            expected = request.cookies.get(config.csrf_cookie_name, "")
+            if not expected or request.headers.get(config.csrf_header) != expected:
+                raise CSRFFailed("A cookie refresh needs the CSRF header.")
+            token, cookie_mode = cookie_token, True
+
+        # The MAC check is cheap and stops garbage before the rate limiter's store call.
+        ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
+        meta = client_metadata(request)
+        buckets = [f"sid:{ref.sid}"] + ([f"ip:{meta.ip}"] if meta.ip else [])
+        retry_after = await self.issuer.store.hit_rate_limit(
+            buckets,
+            now=self.issuer.clock(),
+            limit=config.refresh_limit,
+            window=config.refresh_window,
+        )
+        if retry_after > 0:
+            raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
+        pair = await self.issuer.refresh(token, meta)
+        if not cookie_mode:
+            return JSONResponse(pair.as_json(), headers=NO_STORE)
+        response = JSONResponse(
+            {
+                "token_type": pair.token_type,
+                "expires_in": pair.expires_in,
+                "session_id": pair.session_id,
+            },
+            headers=NO_STORE,
+        )
+        set_session_cookies(response, config, pair)
+        return response
+
+    def _done(self, body: dict[str, Any], *, clear: bool = False) -> Response:
+        response = JSONResponse(body, headers=NO_STORE)
+        if clear and self.config.cookies:
+            clear_session_cookies(response, self.config)
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        user = _user(request)
+        await self.issuer.logout(user.session_id, metadata=client_metadata(request))
+        return self._done({"logged_out": True}, clear=True)
+
+    async def logout_others(self, request: Request) -> Response:
+        user = _user(request)
+        ended = await self.issuer.logout_others(user.session_id, metadata=client_metadata(request))
+        return self._done({"ended": len(ended)})
+
+    async def logout_all(self, request: Request) -> Response:
+        user = _user(request)
+        ended = await self.issuer.logout_everywhere(user.id, metadata=client_metadata(request))
+        return self._done({"ended": len(ended)}, clear=True)
+
+    async def list_sessions(self, request: Request) -> Response:
+        user = _user(request)
+        sessions = await self.issuer.sessions(user.id)
+        listed = [{**s.public(), "current": s.sid == user.session_id} for s in sessions]
+        return JSONResponse({"sessions": listed}, headers=NO_STORE)
+
+    async def revoke_session(self, request: Request) -> Response:
+        user = _user(request)
+        sid = request.path_params["sid"]
+        if not await self.issuer.revoke_session(user.id, sid, metadata=client_metadata(request)):
+            raise SessionNotFound()
+        return self._done({"revoked": True}, clear=sid == user.session_id)
+
+    async def session_status(self, request: Request) -> Response:
+        user = _user(request)
+        now = self.issuer.clock()
+        session = await self.issuer.session(user.session_id)
+        claims = user.claims
+        return JSONResponse(
+            {
+                "user_id": user.id,
+                "role": user.role,
+                "session_id": user.session_id,
+                "claims": claims.as_dict(),
+                "expires_at": claims.exp,
+                "remaining": max(0, int(claims.exp - now)),
+                "session_expires_at": session.expires_at if session else None,
+                "session_remaining": max(0, int(session.expires_at - now)) if session else 0,
+            },
+            headers=NO_STORE,
+        )
+
+
+def auth_routes(issuer: Issuer, *, config: WebConfig | None = None) -> Router:
+    """The auth ``Router``; mount it at ``config.prefix`` (default ``/auth``)."""
+    return AuthRoutes(issuer, config or WebConfig()).router()
+
+
+def jwks_route(keyring: KeyRing, *, path: str = "/.well-known/jwks.json") -> Route:
+    """The JWKS document, cacheable for less than the key publish delay."""
+    max_age = int(max(0, min(300, keyring.manifest.publish_delay / 2)))
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(keyring.jwks(), headers={"Cache-Control": f"public, max-age={max_age}"})
+
+    return Route(path, jwks, methods=["GET"])
