@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest redis-server bench clean
+.PHONY: run test lint typecheck pytest redis-server browser bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 
 redis-server:
 	@bash scripts/ensure_redis.sh
+
+# The browser test needs Debian's chromium; installed when missing and
+# installable, otherwise that test reports a skip with the reason.
+browser:
+	@bash scripts/ensure_browser.sh || true
 
 run: $(STAMP)
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python -m examples.app
@@ -30,7 +35,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) redis-server
+pytest: $(STAMP) redis-server browser
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
