@@ -80,7 +80,7 @@ class RevocationMirror:
         self.denied_sessions: dict[str, float] = {}
         self.user_not_before: dict[str, tuple[int, float]] = {}
         self.cursor: str | None = None
-        self.last_heard = float("-inf")
+        self._stale_at = float("-inf")  # last heard + stale_after: one comparison per request
         self.stale_accepts = 0
         self.resyncs = 0
         self._last_warning = float("-inf")
@@ -91,15 +91,25 @@ class RevocationMirror:
 
     # -- the per-request check (no I/O) ------------------------------------------------
 
+    @property
+    def last_heard(self) -> float:
+        """The monotonic instant of the last successful feed read."""
+        return self._stale_at - self.stale_after
+
+    @last_heard.setter
+    def last_heard(self, instant: float) -> None:
+        self._stale_at = instant + self.stale_after
+
     def check(self, claims: AccessClaims) -> None:
         """Raise if ``claims`` are revoked, or if the mirror is stale under fail_closed."""
-        if self._monotonic() - self.last_heard > self.stale_after:
+        if self._monotonic() > self._stale_at:
             self._stale()
         if claims.jti in self.denied_tokens or claims.sid in self.denied_sessions:
             raise TokenRevoked()
-        user = self.user_not_before.get(claims.sub)
-        if user is not None and claims.iat < user[0]:
-            raise TokenRevoked()
+        if self.user_not_before:
+            user = self.user_not_before.get(claims.sub)
+            if user is not None and claims.iat < user[0]:
+                raise TokenRevoked()
 
     def _stale(self) -> None:
         if self.policy == "fail_closed":
@@ -116,7 +126,7 @@ class RevocationMirror:
 
     @property
     def healthy(self) -> bool:
-        return self._monotonic() - self.last_heard <= self.stale_after
+        return self._monotonic() <= self._stale_at
 
     def __len__(self) -> int:
         return len(self.denied_tokens) + len(self.denied_sessions) + len(self.user_not_before)

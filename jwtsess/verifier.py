@@ -153,6 +153,7 @@ class Verifier:
         self.revocation = revocation
         self._cache: dict[str, AccessClaims] = {}
         self._cache_size = settings.verified_cache_size
+        self._leeway = settings.leeway
         self._cache_generation = keyring.generation
 
     def verify(self, token: str) -> AccessClaims:
@@ -168,7 +169,10 @@ class Verifier:
         if keyring.generation != self._cache_generation:
             self._cache.clear()
             self._cache_generation = keyring.generation
-        claims = self._cache.get(token) if type(token) is str else None
+        try:
+            claims = self._cache.get(token)
+        except TypeError:  # unhashable: certainly not a token
+            claims = None
         if claims is None:
             claims = self._verify_uncached(token)
             if self._cache_size:
@@ -176,7 +180,7 @@ class Verifier:
                     # Evict the oldest entry (dicts keep insertion order).
                     del self._cache[next(iter(self._cache))]
                 self._cache[token] = claims
-        elif claims.exp + self._settings.leeway <= self._clock():
+        elif claims.exp + self._leeway <= self._clock():
             del self._cache[token]
             raise TokenExpired()
         if self.revocation is not None:

@@ -5,8 +5,11 @@ plus the mirror's dictionary lookups: no I/O), and sets ``scope["user"]`` and
 ``scope["auth"]`` as Starlette's own AuthenticationMiddleware does, so
 ``request.user``, ``request.auth.scopes`` and ``starlette.authentication.requires``
 work unchanged. No token means an anonymous user and the route decides; a bad
-token is answered here (RFC 6750 401, or 503 when revocation state is stale;
-websockets are closed with 1008, or 1013 for 503).
+token in the Authorization header is answered here (RFC 6750 401, or 503 when
+revocation state is stale; websockets are closed with 1008, or 1013 for 503).
+A stale token in the access cookie instead makes the request anonymous and the
+response deletes the cookie, so a browser is never locked out by a cookie its
+scripts cannot see.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import hmac
 from typing import Any, Final
 
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+from starlette.datastructures import MutableHeaders
 from starlette.requests import cookie_parser
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..access import AccessClaims
 from ..errors import AuthError, CSRFFailed, TokenMalformed
@@ -25,6 +29,18 @@ from .config import WebConfig
 from .responses import error_response
 
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A cookie token failing with one of these is stale: the request proceeds as
+# anonymous and the cookie is deleted (a 401 could never be cured by the page,
+# which cannot touch an HttpOnly cookie). 503s and CSRF failures still answer.
+_STALE_COOKIE_CODES: Final = frozenset(
+    {"token_malformed", "token_expired", "token_invalid", "token_revoked"}
+)
+
+
+class _RejectedCookie(Exception):
+    """Internal: the access cookie carried a token that no longer verifies."""
+
+
 SCOPE_KEY: Final = "jwtsess"  # scope entry holding the WebConfig, for guards and routes
 
 
@@ -88,6 +104,13 @@ class JWTAuthMiddleware:
         scope[SCOPE_KEY] = self.config
         try:
             claims = self._authenticate(scope)
+        except _RejectedCookie:
+            # A stale cookie must not lock the browser out: the request goes on
+            # anonymously and the response deletes the cookie.
+            scope["user"] = UnauthenticatedUser()
+            scope["auth"] = AuthCredentials()
+            await self.app(scope, receive, self._clearing_cookie(send) if kind == "http" else send)
+            return
         except AuthError as error:
             if kind == "http":
                 await error_response(self.config, error)(scope, receive, send)
@@ -102,6 +125,19 @@ class JWTAuthMiddleware:
             scope["user"] = JWTUser(claims)
             scope["auth"] = self._credentials(claims.role)
         await self.app(scope, receive, send)
+
+    def _clearing_cookie(self, send: Send) -> Send:
+        expired = f"{self._access_cookie}=; Max-Age=0; Path=/; HttpOnly; SameSite=lax" + (
+            "; Secure" if self.config.secure else ""
+        )
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message).append("set-cookie", expired)
+            await send(message)
+
+        return wrapped
 
     def _credentials(self, role: str) -> AuthCredentials:
         credentials = self._scopes.get(role)
@@ -140,12 +176,19 @@ class JWTAuthMiddleware:
             return None
         if scope["type"] == "websocket":
             self._check_origin(scope)
-        elif scope["method"] in UNSAFE_METHODS:
+        try:
+            claims = self.verifier.verify(cookie_token)
+        except AuthError as error:
+            if error.code in _STALE_COOKIE_CODES:
+                raise _RejectedCookie() from error
+            raise
+        # CSRF matters only once the cookie has actually authenticated the request.
+        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             expected = cookies.get(self._csrf_cookie, "")
             given = csrf.decode("latin-1") if csrf is not None else ""
             if not expected or not hmac.compare_digest(expected, given):
                 raise CSRFFailed("A cookie-authenticated request needs the CSRF header.")
-        return self.verifier.verify(cookie_token)
+        return claims
 
     def _check_origin(self, scope: Scope) -> None:
         """Cookie-authenticated websockets must come from our own origin (no CSWSH)."""

@@ -16,7 +16,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
-from ..errors import AuthError, BadRequest, CSRFFailed, RateLimited, SessionNotFound, TokenMissing
+from ..errors import (
+    AuthError,
+    BadRequest,
+    CSRFFailed,
+    RateLimited,
+    RefreshReused,
+    SessionNotFound,
+    TokenInvalid,
+    TokenMalformed,
+    TokenMissing,
+)
 from ..issuer import Issuer
 from ..keyring import KeyRing
 from ..refresh_token import decode_refresh_token
@@ -127,7 +137,14 @@ class AuthRoutes:
         )
         if retry_after > 0:
             raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
-        pair = await self.issuer.refresh(token, meta)
+        try:
+            pair = await self.issuer.refresh(token, meta)
+        except (SessionNotFound, RefreshReused, TokenInvalid, TokenMalformed) as error:
+            if not cookie_mode:
+                raise
+            response = error_response(config, error)  # the session is over: drop its cookies
+            clear_session_cookies(response, config)
+            return response
         if not cookie_mode:
             return JSONResponse(pair.as_json(), headers=NO_STORE)
         response = JSONResponse(

@@ -1,0 +1,429 @@
+"""An auto-refreshing client for jwtsess services: an ``httpx.Auth``.
+
+``JWTSessAuth`` attaches the access token to every request of an
+``httpx.Client`` or ``httpx.AsyncClient``, refreshes shortly before it expires
+or once after a 401 (then retries once), and keeps the rotated refresh token
+(``on_refresh`` can persist it). One refresh serves every request waiting for
+it, in threads or tasks: a request that finds the tokens changed, or a refresh
+finished, while it waited for the lock does not refresh again. The refresh is
+sent by the auth flow itself, as ``POST /auth/refresh {"refresh_token": ...}``.
+
+httpx is the optional extra ``jwtsess[client]``; ``import jwtsess`` never
+imports this module. Errors::
+
+    JWTSessError
+    └── RefreshFailed    refresh_failed   (.error: the server's code, or
+                                           no_tokens / invalid_response / http_error)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import threading
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .clock import Clock, system_clock
+from .errors import JWTSessError
+
+__all__ = ["JWTSessAuth", "OnRefresh", "RefreshFailed", "TokenState"]
+
+#: Statuses of a refresh answer that mean the refresh token is dead: drop it.
+_FATAL_STATUSES = frozenset({400, 401, 403})
+_MAX_DETAIL = 200
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """The tokens a client holds. Times are the client clock's epoch seconds.
+
+    :param access_token: sent as ``Authorization: Bearer ...``.
+    :param refresh_token: exchanged for a new pair at the refresh endpoint.
+    :param expires_at: when the access token expires (None: unknown, refresh on 401 only).
+    :param lifetime: how long the access token was granted for (``expires_in``).
+    :param session_id: the server's session id, if it sent one.
+    """
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_at: float | None = None
+    lifetime: float | None = None
+    session_id: str | None = None
+
+    @classmethod
+    def from_token_response(cls, body: Mapping[str, Any], *, now: float) -> TokenState:
+        """Read a login or refresh answer (``access_token``, ``refresh_token``,
+        ``expires_in``, ``token_type``, ``session_id``).
+
+        :param body: the decoded JSON object.
+        :param now: the client clock when the answer arrived.
+        :raises ValueError: a token is missing or not a string, ``token_type`` is
+            not Bearer, or ``expires_in`` is not a positive number.
+        """
+        access, refresh = body.get("access_token"), body.get("refresh_token")
+        if not isinstance(access, str) or not access:
+            raise ValueError("the token response has no 'access_token' string")
+        if not isinstance(refresh, str) or not refresh:
+            raise ValueError("the token response has no 'refresh_token' string")
+        token_type = body.get("token_type", "Bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise ValueError("the token response's token_type is not Bearer")
+        expires_in = body.get("expires_in")
+        lifetime: float | None = None
+        if expires_in is not None:
+            if (
+                isinstance(expires_in, bool)
+                or not isinstance(expires_in, int | float)
+                or not math.isfinite(expires_in)
+                or expires_in <= 0
+            ):
+                raise ValueError("the token response's expires_in is not a positive number")
+            lifetime = float(expires_in)
+        session_id = body.get("session_id")
+        return cls(
+            access_token=access,
+            refresh_token=refresh,
+            expires_at=now + lifetime if lifetime is not None else None,
+            lifetime=lifetime,
+            session_id=session_id if isinstance(session_id, str) else None,
+        )
+
+
+#: Called with the new tokens after every refresh, sync or ``async``; an
+#: ``async`` one needs an ``httpx.AsyncClient``.
+OnRefresh = Callable[[TokenState], Awaitable[None] | None]
+
+
+class RefreshFailed(JWTSessError):
+    """The tokens could not be refreshed.
+
+    :param error: the server's error code (``refresh_reused``,
+        ``session_not_found``, ``token_invalid``, ``rate_limited``,
+        ``store_unavailable``...) or a client one: ``no_tokens`` (none held),
+        ``invalid_response`` (a 2xx without a token pair), ``http_error`` (an
+        answer without a jwtsess error body).
+    :param detail: the server's ``detail`` text, or a description.
+    :param status_code: the refresh answer's HTTP status (None if none was sent).
+    :param retryable: True when the client kept its tokens (429, 5xx, a bad
+        answer) and a later request may refresh again; False when the server
+        refused the refresh token (400, 401, 403), the client dropped its
+        tokens and the user must log in again.
+    """
+
+    code = "refresh_failed"
+    default_detail = "The session could not be refreshed; log in again."
+
+    def __init__(
+        self,
+        error: str,
+        detail: str | None = None,
+        *,
+        status_code: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.error = error
+        self.status_code = status_code
+        self.retryable = retryable
+
+    def again(self) -> RefreshFailed:
+        """A fresh copy, for another request that shared this refresh."""
+        return RefreshFailed(
+            self.error, self.detail, status_code=self.status_code, retryable=self.retryable
+        )
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"RefreshFailed(error={self.error!r}, detail={self.detail!r})"
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """The ``error`` and ``detail`` of a jwtsess error answer, or generic ones."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        detail = body.get("detail")
+        text = detail if isinstance(detail, str) else f"HTTP {response.status_code}"
+        return body["error"][:_MAX_DETAIL], text[:_MAX_DETAIL]
+    return "http_error", f"The refresh endpoint answered HTTP {response.status_code}."
+
+
+class JWTSessAuth(httpx.Auth):
+    """``auth=`` for ``httpx.Client`` and ``httpx.AsyncClient``: bearer tokens that refresh.
+
+    Use one instance per session, with clients of one event loop (or threads);
+    give it only to clients that talk to your API, since every request carries
+    the access token. Request bodies are read into memory so a request can be
+    retried after a 401.
+
+    :param access_token: the current access token.
+    :param refresh_token: the current refresh token.
+    :param expires_at: when the access token expires, on ``clock``; None means
+        unknown (then only a 401 triggers a refresh).
+    :param refresh_url: the refresh endpoint; a relative URL is resolved
+        against each request's URL, so give an absolute path or a full URL.
+    :param on_refresh: called with the new ``TokenState`` after each refresh,
+        under the refresh lock (so calls come in rotation order); persist the
+        rotated refresh token here. It may be ``async`` with an ``AsyncClient``.
+        Its exceptions propagate (the new tokens are already in use).
+    :param refresh_margin: refresh before a request when the access token
+        expires within this many seconds (at most half its lifetime, so a short
+        lifetime does not cause a refresh on every request).
+    :param clock: epoch seconds; injectable for tests.
+    :raises ValueError: empty tokens or a negative or non-finite margin.
+    """
+
+    requires_request_body = True
+    requires_response_body = True
+
+    def __init__(
+        self,
+        access_token: str,
+        refresh_token: str,
+        *,
+        expires_at: float | None = None,
+        refresh_url: httpx.URL | str = "/auth/refresh",
+        on_refresh: OnRefresh | None = None,
+        refresh_margin: float = 30.0,
+        clock: Clock = system_clock,
+    ) -> None:
+        if not access_token or not refresh_token:
+            raise ValueError("access_token and refresh_token must be non-empty strings")
+        if not math.isfinite(refresh_margin) or refresh_margin < 0:
+            raise ValueError("refresh_margin must be a finite number of seconds >= 0")
+        self.refresh_url = httpx.URL(refresh_url)
+        self.on_refresh = on_refresh
+        self.refresh_margin = refresh_margin
+        self.clock = clock
+        self._state: TokenState | None = TokenState(access_token, refresh_token, expires_at)
+        self._failure: RefreshFailed | None = None  # the last attempt's, if it failed
+        self._attempts = 0  # refresh attempts finished, to share their outcome with waiters
+        self._sync_lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
+        self._async_loop: weakref.ref[asyncio.AbstractEventLoop] | None = None
+
+    @classmethod
+    def from_token_response(
+        cls,
+        body: Mapping[str, Any],
+        *,
+        refresh_url: httpx.URL | str = "/auth/refresh",
+        on_refresh: OnRefresh | None = None,
+        refresh_margin: float = 30.0,
+        clock: Clock = system_clock,
+    ) -> JWTSessAuth:
+        """An auth holding the tokens of a login answer (``POST /auth/login``).
+
+        The other parameters are those of the constructor.
+
+        :param body: the answer's JSON object.
+        :raises ValueError: the body is not a Bearer token pair.
+        """
+        state = TokenState.from_token_response(body, now=clock())
+        auth = cls(
+            state.access_token,
+            state.refresh_token,
+            refresh_url=refresh_url,
+            on_refresh=on_refresh,
+            refresh_margin=refresh_margin,
+            clock=clock,
+        )
+        auth._state = state
+        return auth
+
+    # -- the tokens ----------------------------------------------------------------------
+
+    @property
+    def tokens(self) -> TokenState | None:
+        """The tokens held now; None after the server refused a refresh."""
+        return self._state
+
+    def set_tokens(self, state: TokenState) -> None:
+        """Hold new tokens (after a new login, say) and forget past failures."""
+        self._state, self._failure = state, None
+
+    def clear(self) -> None:
+        """Forget the tokens (after a logout); requests then raise ``RefreshFailed``."""
+        self._state = None
+        self._failure = RefreshFailed("no_tokens", "The client holds no tokens; log in again.")
+
+    def _current(self) -> TokenState:
+        if self._state is None:
+            raise (self._failure or RefreshFailed("no_tokens")).again()
+        return self._state
+
+    def _due(self, state: TokenState) -> bool:
+        if state.expires_at is None:
+            return False
+        margin = self.refresh_margin
+        if state.lifetime is not None:
+            margin = min(margin, state.lifetime / 2)
+        return self.clock() >= state.expires_at - margin
+
+    def _usable(self, state: TokenState, failure: RefreshFailed) -> bool:
+        """After a failed early refresh: may the old, not yet expired token still go?"""
+        held = self._state
+        return (
+            failure.retryable
+            and held is not None
+            and held.access_token == state.access_token
+            and (state.expires_at is None or self.clock() < state.expires_at)
+        )
+
+    # -- one refresh, shared ---------------------------------------------------------------
+
+    def _shared(self, used: TokenState, attempts: int) -> TokenState | None:
+        """The outcome of a refresh that finished while we waited for the lock, if any."""
+        if self._attempts != attempts and self._failure is not None:
+            raise self._failure.again()
+        current = self._current()
+        return current if current.access_token != used.access_token else None
+
+    def _refresh_request(self, request: httpx.Request, state: TokenState) -> httpx.Request:
+        headers = {"Accept": "application/json", "Cache-Control": "no-store"}
+        if "user-agent" in request.headers:
+            headers["User-Agent"] = request.headers["user-agent"]
+        extensions = {k: v for k, v in request.extensions.items() if k == "timeout"}
+        return httpx.Request(
+            "POST",
+            request.url.join(self.refresh_url),
+            json={"refresh_token": state.refresh_token},
+            headers=headers,
+            extensions=extensions,
+        )
+
+    def _accept(self, response: httpx.Response) -> TokenState:
+        """Take the new pair from a refresh answer, or record and raise the failure."""
+        self._attempts += 1
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                body = response.json()
+                if not isinstance(body, dict):
+                    raise ValueError("the refresh answer is not a JSON object")
+                fresh = TokenState.from_token_response(body, now=self.clock())
+            except ValueError as exc:
+                failure = RefreshFailed(
+                    "invalid_response", str(exc)[:_MAX_DETAIL], status_code=status, retryable=True
+                )
+            else:
+                self._state, self._failure = fresh, None
+                return fresh
+        else:
+            error, detail = _error_of(response)
+            fatal = status in _FATAL_STATUSES
+            failure = RefreshFailed(error, detail, status_code=status, retryable=not fatal)
+            if fatal:
+                self._state = None
+        self._failure = failure
+        raise failure.again()
+
+    @staticmethod
+    def _authorize(request: httpx.Request, state: TokenState) -> None:
+        request.headers["Authorization"] = f"Bearer {state.access_token}"
+
+    # -- httpx.Client ------------------------------------------------------------------------
+
+    def _sync_refresh(
+        self, request: httpx.Request, used: TokenState
+    ) -> Generator[httpx.Request, httpx.Response, TokenState]:
+        attempts = self._attempts
+        with self._sync_lock:
+            shared = self._shared(used, attempts)
+            if shared is not None:
+                return shared
+            response = yield self._refresh_request(request, self._current())
+            response.read()
+            fresh = self._accept(response)
+            if self.on_refresh is not None:
+                result = self.on_refresh(fresh)
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise TypeError("an async on_refresh needs an httpx.AsyncClient")
+            return fresh
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """The flow ``httpx.Client`` runs: attach, refresh early or after a 401, retry once.
+
+        :raises RefreshFailed: no tokens are held, or the refresh was refused.
+        """
+        request.read()
+        state = self._current()
+        if self._due(state):
+            try:
+                state = yield from self._sync_refresh(request, state)
+            except RefreshFailed as failure:
+                if not self._usable(state, failure):
+                    raise
+        self._authorize(request, state)
+        response = yield request
+        if response.status_code != 401:
+            return
+        state = yield from self._sync_refresh(request, state)
+        self._authorize(request, state)
+        yield request
+
+    # -- httpx.AsyncClient -------------------------------------------------------------------
+
+    def _lock(self) -> asyncio.Lock:
+        """This event loop's lock (made on first use in each loop)."""
+        loop = asyncio.get_running_loop()
+        if self._async_lock is None or self._async_loop is None or self._async_loop() is not loop:
+            self._async_lock, self._async_loop = asyncio.Lock(), weakref.ref(loop)
+        return self._async_lock
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """The flow ``httpx.AsyncClient`` runs: as ``sync_auth_flow``, with an ``asyncio.Lock``.
+
+        :raises RefreshFailed: no tokens are held, or the refresh was refused.
+        """
+        await request.aread()
+        state = self._current()
+        if self._due(state):
+            used, attempts = state, self._attempts
+            try:
+                async with self._lock():
+                    fresh = self._shared(used, attempts)
+                    if fresh is None:
+                        response = yield self._refresh_request(request, self._current())
+                        fresh = await self._finish(response)
+                state = fresh
+            except RefreshFailed as failure:
+                if not self._usable(used, failure):
+                    raise
+        self._authorize(request, state)
+        response = yield request
+        if response.status_code != 401:
+            return
+        used, attempts = state, self._attempts
+        async with self._lock():
+            fresh = self._shared(used, attempts)
+            if fresh is None:
+                response = yield self._refresh_request(request, self._current())
+                fresh = await self._finish(response)
+        self._authorize(request, fresh)
+        yield request
+
+    async def _finish(self, response: httpx.Response) -> TokenState:
+        await response.aread()
+        fresh = self._accept(response)
+        if self.on_refresh is not None:
+            result = self.on_refresh(fresh)
+            if inspect.isawaitable(result):
+                await result
+        return fresh
