@@ -1,0 +1,234 @@
+"""``make bench``: every benchmark in one run, tables to stdout and docs/benchmarks.md, a chart.
+
+``python -m bench`` runs the full set (about 3 minutes on 2 cores);
+``python -m bench --quick`` runs a few iterations of each part and writes
+nothing (the smoke test in ``make test`` keeps the harness working).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+from tests.redis_server import running_redis
+
+from .asgi_cost import per_request, verify_only
+from .http_load import http_throughput
+from .propagation import propagation
+from .refresh_cost import refresh_vs_floor
+
+ROOT = Path(__file__).resolve().parent.parent
+ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
+
+
+@dataclass
+class Budget:
+    path: str
+    budget: str
+    measured: str
+    met: bool
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()[2:3]
+    packages = ", ".join(
+        f"{name} {version(name)}"
+        for name in ("pyjwt", "cryptography", "starlette", "redis", "uvicorn")
+    )
+    import os
+
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}; Redis {''.join(redis_version).removeprefix('v=')}; "
+        f"{packages}"
+    )
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+async def run_all(quick: bool) -> tuple[str, list[Budget], dict[str, list[tuple[str, float]]]]:
+    ops, rounds = (20, 2) if quick else (2000, 7)
+    sections: list[str] = []
+    budgets: list[Budget] = []
+    chart: dict[str, list[tuple[str, float]]] = {}
+    with running_redis(Path(tempfile.mkdtemp(prefix="jwtsess-bench-redis-"))) as redis:
+        # 1. per-request cost
+        rows = []
+        for alg in ALGORITHMS:
+            variants = await per_request(alg, ops=ops, rounds=rounds, redis_url=redis.url)
+            bare = variants[0].median_us
+            chart[alg] = [(v.name, v.median_us) for v in variants]
+            for v in variants:
+                rows.append([alg, v.name, f"{v.median_us:.1f}", f"{v.median_us / bare:.2f}x"])
+            hot = next(v for v in variants if "hot" in v.name)
+            ratio = hot.median_us / bare
+            budgets.append(
+                Budget(
+                    f"middleware, same token again ({alg})",
+                    "<= 1.20x bare",
+                    f"{ratio:.2f}x",
+                    ratio <= 1.2,
+                )
+            )
+        sections.append(
+            "## Per-request cost (in-process ASGI calls, no sockets)\n\n"
+            + table(["alg", "variant", "us/request", "vs bare"], rows)
+        )
+        # 2. verification alone
+        rows = []
+        for alg in ALGORITHMS:
+            variants = await verify_only(alg, ops=ops, rounds=rounds)
+            base = variants[0].median_us
+            for v in variants:
+                rows.append([alg, v.name, f"{v.median_us:.2f}", f"{v.median_us / base:.2f}x"])
+            cold = variants[2].median_us / base
+            budgets.append(
+                Budget(
+                    f"first sight of a token, cold verify ({alg})",
+                    "<= 1.00x PyJWT.decode",
+                    f"{cold:.2f}x",
+                    cold <= 1.0,
+                )
+            )
+        sections.append(
+            "## Verification alone\n\n" + table(["alg", "variant", "us/verify", "vs PyJWT"], rows)
+        )
+        budgets.append(
+            Budget(
+                "revocation check per request",
+                "0 network round trips",
+                "0 (tests/test_propagation.py proves it)",
+                True,
+            )
+        )
+        # 3. refresh
+        results = await refresh_vs_floor("RS256", redis.url, ops=100 if quick else 2000)
+        floor, refresh = results
+        sections.append(
+            "## Refresh, server side (RS256, RedisStore, one Redis on loopback)\n\n"
+            + table(
+                ["path", "p50 us", "p99 us", "throughput/s (32 in flight)"],
+                [
+                    [r.name, f"{r.p50_us:.0f}", f"{r.p99_us:.0f}", f"{r.throughput:.0f}"]
+                    for r in results
+                ],
+            )
+        )
+        ratio = refresh.p50_us / floor.p50_us
+        budgets.append(
+            Budget("refresh, server side (p50)", "<= 1.20x floor", f"{ratio:.2f}x", ratio <= 1.2)
+        )
+        # 4. propagation
+        p50, p99, _ = await propagation(redis.url, trials=20 if quick else 300)
+        sections.append(
+            "## Revocation propagation between two processes\n\n"
+            + table(
+                ["trials", "p50 ms", "p99 ms"],
+                [[str(20 if quick else 300), f"{p50:.2f}", f"{p99:.2f}"]],
+            )
+        )
+        budgets.append(
+            Budget(
+                "revocation reaching another process",
+                "p99 <= 50 ms",
+                f"p99 {p99:.2f} ms",
+                p99 <= 50,
+            )
+        )
+    # 5. HTTP
+    if shutil.which("wrk") is not None:
+        plain, auth = http_throughput(seconds=2 if quick else 15)
+        sections.append(
+            "## HTTP throughput\n\nuvicorn, 1 worker, httptools + uvloop; wrk, 1 thread, "
+            "32 connections; both apps get the same Authorization header.\n\n"
+            + table(
+                ["app", "requests/s", "errors"],
+                [[r.name, f"{r.requests_per_second:.0f}", str(r.errors)] for r in (plain, auth)],
+            )
+        )
+        ratio = auth.requests_per_second / plain.requests_per_second
+        budgets.append(
+            Budget(
+                "HTTP throughput with auth",
+                ">= 0.90x without",
+                f"{ratio:.2f}x",
+                ratio >= 0.9 and auth.errors == 0,
+            )
+        )
+    else:
+        sections.append("## HTTP throughput\n\nSkipped: wrk is not installed.")
+    return "\n\n".join(sections), budgets, chart
+
+
+def write_chart(chart: dict[str, list[tuple[str, float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [name for name, _ in next(iter(chart.values()))]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [dict(chart[alg])[name] for alg in chart]
+        positions = [a + i * width for a in range(len(chart))]
+        ax.bar(positions, values, width, label=name)
+    ax.set_xticks([a + width * (len(names) - 1) / 2 for a in range(len(chart))], list(chart))
+    ax.set_ylabel("microseconds per request (lower is better)")
+    ax.set_yscale("log")
+    ax.set_title("Per-request cost of authentication, in-process ASGI (median of rounds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="a few iterations; write nothing")
+    args = parser.parse_args()
+    body, budgets, chart = asyncio.run(run_all(args.quick))
+    budget_table = table(
+        ["path", "budget", "measured", "verdict"],
+        [[b.path, b.budget, b.measured, "met" if b.met else "MISSED"] for b in budgets],
+    )
+    report = (
+        "# Benchmarks\n\n"
+        "Generated by `make bench` (`python -m bench`); every figure in one run, side by side.\n"
+        f"Machine: {machine()}.\n\n"
+        "## Budgets (shared/DESIGN.md)\n\n" + budget_table + "\n\n" + body + "\n"
+    )
+    print(report)
+    if not args.quick:
+        (ROOT / "docs" / "benchmarks.md").write_text(
+            report + "\n![per-request cost](benchmarks.png)\n", encoding="utf-8"
+        )
+        write_chart(chart, ROOT / "docs" / "benchmarks.png")
+        print("wrote docs/benchmarks.md and docs/benchmarks.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

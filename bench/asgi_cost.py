@@ -1,0 +1,205 @@
+"""Per-request cost of authentication, in-process ASGI calls, against what users would write.
+
+Variants, same app and route, same process, interleaved:
+
+1. bare Starlette;
+2. Starlette's AuthenticationMiddleware with a backend calling PyJWT.decode;
+3. the same plus one Redis GET per request against a denylist;
+4. jwtsess, the same token on every request (hot);
+5. jwtsess, a fresh token on every request (cold).
+
+And verification alone: PyJWT.decode beside the jwtsess verifier, hot and cold.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    SimpleUser,
+)
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from jwtsess import (
+    AccessTokenSigner,
+    KeyRing,
+    MemoryStore,
+    RevocationMirror,
+    TokenSettings,
+    Verifier,
+    init_keys,
+)
+from jwtsess.web import JWTAuthMiddleware
+
+from .harness import Variant, call, http_scope, measure
+
+ISSUER = "https://auth.bench.test"
+AUDIENCE = "api.bench.test"
+
+
+async def endpoint(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def bare_app(middleware: list[Middleware] | None = None) -> Starlette:
+    return Starlette(routes=[Route("/", endpoint)], middleware=middleware or [])
+
+
+class PyJWTBackend(AuthenticationBackend):
+    """What a user writes by hand: PyJWT.decode with a key loaded once."""
+
+    def __init__(self, key: Any, alg: str, denylist: aioredis.Redis | None = None) -> None:
+        self.key, self.alg, self.denylist = key, alg, denylist
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        header = conn.headers.get("authorization")
+        if not header:
+            return None
+        _, _, token = header.partition(" ")
+        try:
+            claims = jwt.decode(
+                token, self.key, algorithms=[self.alg], audience=AUDIENCE, issuer=ISSUER
+            )
+        except jwt.InvalidTokenError as exc:
+            raise AuthenticationError("invalid token") from exc
+        if self.denylist is not None and await self.denylist.exists(f"deny:{claims['jti']}"):
+            raise AuthenticationError("revoked")
+        return AuthCredentials(["authenticated", claims["role"]]), SimpleUser(claims["sub"])
+
+
+@dataclass
+class Setup:
+    alg: str
+    keyring: KeyRing
+    settings: TokenSettings
+    signer: AccessTokenSigner
+    mirror: RevocationMirror
+
+    def verifier(self) -> Verifier:
+        return Verifier(self.keyring, self.settings, revocation=self.mirror)
+
+    def tokens(self, count: int) -> list[str]:
+        return [self.signer.issue(f"user-{i}", "user", f"sid-{i}")[0] for i in range(count)]
+
+    @property
+    def pyjwt_key(self) -> Any:
+        return self.keyring.signing_key().verify_key
+
+
+async def make_setup(alg: str) -> Setup:
+    directory = tempfile.mkdtemp(prefix=f"jwtsess-bench-{alg}-")
+    init_keys(directory, alg)
+    keyring = KeyRing(directory)
+    settings = TokenSettings(issuer=ISSUER, audience=AUDIENCE, verified_cache_size=10_000)
+    store = MemoryStore()
+    mirror = RevocationMirror(store)
+    await mirror.load()
+    # A realistic mirror: some revocations are live.
+    for i in range(100):
+        await store.revoke_token(f"revoked-{i}", now=keyring._clock(), until=keyring._clock() + 900)
+    await mirror.sync()
+    return Setup(alg, keyring, settings, AccessTokenSigner(keyring, settings), mirror)
+
+
+def _bearer(token: str) -> list[tuple[bytes, bytes]]:
+    return [(b"host", b"bench"), (b"authorization", f"Bearer {token}".encode())]
+
+
+def _app_variant(name: str, app: ASGIApp, headers: Iterator[list[tuple[bytes, bytes]]]) -> Variant:
+    async def run(n: int) -> None:
+        for _ in range(n):
+            status = await call(app, http_scope("/", next(headers)))
+            if status != 200:
+                raise RuntimeError(f"{name}: status {status}")
+
+    return Variant(name, run, [])
+
+
+async def per_request(alg: str, *, ops: int, rounds: int, redis_url: str | None) -> list[Variant]:
+    setup = await make_setup(alg)
+    hot = setup.tokens(1)[0]
+    cold = iter(setup.tokens(ops * (rounds + 1) + ops))
+    denylist = aioredis.Redis.from_url(redis_url) if redis_url else None
+    variants = [
+        _app_variant("bare Starlette", bare_app(), itertools.repeat([(b"host", b"bench")])),
+        _app_variant(
+            "AuthenticationMiddleware + PyJWT.decode",
+            bare_app(
+                [Middleware(AuthenticationMiddleware, backend=PyJWTBackend(setup.pyjwt_key, alg))]
+            ),
+            itertools.repeat(_bearer(hot)),
+        ),
+    ]
+    if denylist is not None:
+        variants.append(
+            _app_variant(
+                "... + Redis GET denylist",
+                bare_app(
+                    [
+                        Middleware(
+                            AuthenticationMiddleware,
+                            backend=PyJWTBackend(setup.pyjwt_key, alg, denylist),
+                        )
+                    ]
+                ),
+                itertools.repeat(_bearer(hot)),
+            )
+        )
+    jwtsess_app = bare_app([Middleware(JWTAuthMiddleware, verifier=setup.verifier())])
+    variants.append(
+        _app_variant("jwtsess (hot: same token)", jwtsess_app, itertools.repeat(_bearer(hot)))
+    )
+    cold_app = bare_app([Middleware(JWTAuthMiddleware, verifier=setup.verifier())])
+    variants.append(
+        _app_variant("jwtsess (cold: fresh token)", cold_app, (_bearer(t) for t in cold))
+    )
+    try:
+        await measure(variants, ops=ops, rounds=rounds)
+    finally:
+        if denylist is not None:
+            await denylist.aclose()
+    return variants
+
+
+async def verify_only(alg: str, *, ops: int, rounds: int) -> list[Variant]:
+    setup = await make_setup(alg)
+    hot = setup.tokens(1)[0]
+    cold_tokens = iter(setup.tokens(ops * (rounds + 1) + ops))
+    key = setup.pyjwt_key
+    hot_verifier = setup.verifier()
+    cold_verifier = setup.verifier()
+
+    async def pyjwt_decode(n: int) -> None:
+        for _ in range(n):
+            jwt.decode(hot, key, algorithms=[alg], audience=AUDIENCE, issuer=ISSUER)
+
+    async def jwtsess_hot(n: int) -> None:
+        for _ in range(n):
+            hot_verifier.verify(hot)
+
+    async def jwtsess_cold(n: int) -> None:
+        for _ in range(n):
+            cold_verifier.verify(next(cold_tokens))
+
+    variants = [
+        Variant("PyJWT.decode", pyjwt_decode, []),
+        Variant("jwtsess verify (hot)", jwtsess_hot, []),
+        Variant("jwtsess verify (cold)", jwtsess_cold, []),
+    ]
+    await measure(variants, ops=ops, rounds=rounds)
+    return variants
