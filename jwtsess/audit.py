@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 logger = logging.getLogger("jwtsess.audit")
@@ -41,7 +41,15 @@ class AuditEvent:
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "event": self.event,
+            "at": self.at,
+            "user_id": self.user_id,
+            "session_id": self.session_id,
+            "ip": self.ip,
+            "user_agent": self.user_agent,
+            "details": dict(self.details),
+        }
 
 
 AuditHook = Callable[[AuditEvent], Awaitable[None]]
@@ -59,7 +67,8 @@ class Auditor:
 
     async def emit(self, event: AuditEvent) -> None:
         level = logging.WARNING if event.event == "reuse_detected" else logging.INFO
-        logger.log(level, event.event, extra={"audit": event.as_dict()})
+        if logger.isEnabledFor(level):  # the record costs ~50 us: build it only if kept
+            logger.log(level, event.event, extra={"audit": event.as_dict()})
         if self.hook is not None:
             try:
                 await self.hook(event)
