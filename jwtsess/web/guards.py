@@ -59,16 +59,17 @@ class Requirement:
             raise InsufficientRole()
         return user
 
+    # One parameter, named ``request`` because FastAPI passes dependencies by keyword.
     @overload
-    def __call__(self, target: HTTPConnection) -> JWTUser: ...
+    def __call__(self, request: HTTPConnection) -> JWTUser: ...
 
     @overload
-    def __call__(self, target: Endpoint) -> Endpoint: ...
+    def __call__(self, request: Endpoint) -> Endpoint: ...
 
-    def __call__(self, target: Any) -> Any:
-        if isinstance(target, HTTPConnection):
-            return self.check(target)
-        return self._decorate(target)
+    def __call__(self, request: Any) -> Any:
+        if isinstance(request, HTTPConnection):
+            return self.check(request)
+        return self._decorate(request)
 
     def _decorate(self, endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
