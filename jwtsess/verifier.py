@@ -193,6 +193,8 @@ class Verifier:
             raise TokenMalformed("The token is empty or not a string.")
         if len(token) > settings.max_token_bytes:
             raise TokenMalformed(f"The token is longer than {settings.max_token_bytes} bytes.")
+        if not token.isascii():
+            raise TokenMalformed("The token has characters outside base64url.")
         if token.startswith(REFRESH_TOKEN_PREFIX):
             raise TokenInvalid("A refresh token is not an access token.")
         parts = token.split(".")

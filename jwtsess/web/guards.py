@@ -41,9 +41,14 @@ def _config(conn: HTTPConnection) -> WebConfig:
 class Requirement:
     """An authentication (and optionally role) requirement; see the module docstring."""
 
-    # FastAPI reads this signature to know what to inject: the request.
+    # FastAPI reads this signature to know what to inject: the connection
+    # (HTTPConnection, so http and websocket routes both work).
     __signature__ = inspect.Signature(
-        [inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)],
+        [
+            inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
+            )
+        ],
         return_annotation=JWTUser,
     )
 

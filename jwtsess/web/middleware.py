@@ -127,14 +127,19 @@ class JWTAuthMiddleware:
         await self.app(scope, receive, send)
 
     def _clearing_cookie(self, send: Send) -> Send:
-        expired = f"{self._access_cookie}=; Max-Age=0; Path=/; HttpOnly; SameSite=lax" + (
+        name = self._access_cookie
+        expired = f"{name}=; Max-Age=0; Path=/; HttpOnly; SameSite=lax" + (
             "; Secure" if self.config.secure else ""
         )
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                MutableHeaders(scope=message).append("set-cookie", expired)
+                headers = MutableHeaders(scope=message)
+                # A route that sets a fresh access cookie (login, refresh) wins:
+                # browsers apply Set-Cookie in order, so a later deletion would drop it.
+                if not any(v.startswith(f"{name}=") for v in headers.getlist("set-cookie")):
+                    headers.append("set-cookie", expired)
             await send(message)
 
         return wrapped

@@ -32,6 +32,8 @@ def challenge(config: WebConfig, error: AuthError) -> str | None:
         return f'{realm}, error="invalid_token", error_description="{_quoted(error.detail)}"'
     if error.code == "insufficient_role":
         return f'{realm}, error="insufficient_scope", error_description="{_quoted(error.detail)}"'
+    if error.status == 401:
+        return realm  # RFC 7235: every 401 carries a challenge
     return None
 
 

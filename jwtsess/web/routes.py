@@ -8,6 +8,7 @@ contract, and tests/test_routes.py checks it.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,6 +37,12 @@ from .middleware import JWTUser
 from .responses import NO_STORE, clear_session_cookies, error_response, set_session_cookies
 
 Handler = Callable[[Request], Awaitable[Response]]
+
+
+class _NoSuchSession(SessionNotFound):
+    """``DELETE /sessions/{sid}`` of a session the caller does not have: a 404."""
+
+    status = 404
 
 
 def client_metadata(request: Request) -> ClientMetadata:
@@ -121,28 +128,30 @@ class AuthRoutes:
             cookie_mode = False
         else:
             expected = request.cookies.get(config.csrf_cookie_name, "")
-            if not expected or request.headers.get(config.csrf_header) != expected:
+            given = request.headers.get(config.csrf_header, "")
+            if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
                 raise CSRFFailed("A cookie refresh needs the CSRF header.")
             token, cookie_mode = cookie_token, True
 
-        # The MAC check is cheap and stops garbage before the rate limiter's store call.
-        ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
-        meta = client_metadata(request)
-        buckets = [f"sid:{ref.sid}"] + ([f"ip:{meta.ip}"] if meta.ip else [])
-        retry_after = await self.issuer.store.hit_rate_limit(
-            buckets,
-            now=self.issuer.clock(),
-            limit=config.refresh_limit,
-            window=config.refresh_window,
-        )
-        if retry_after > 0:
-            raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
         try:
+            # The MAC check is cheap and stops garbage before the rate limiter's store call.
+            ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
+            meta = client_metadata(request)
+            buckets = [f"sid:{ref.sid}"] + ([f"ip:{meta.ip}"] if meta.ip else [])
+            retry_after = await self.issuer.store.hit_rate_limit(
+                buckets,
+                now=self.issuer.clock(),
+                limit=config.refresh_limit,
+                window=config.refresh_window,
+            )
+            if retry_after > 0:
+                raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
             pair = await self.issuer.refresh(token, meta)
         except (SessionNotFound, RefreshReused, TokenInvalid, TokenMalformed) as error:
             if not cookie_mode:
                 raise
-            response = error_response(config, error)  # the session is over: drop its cookies
+            # This refresh cookie can never work again: drop the session's cookies.
+            response = error_response(config, error)
             clear_session_cookies(response, config)
             return response
         if not cookie_mode:
@@ -189,7 +198,7 @@ class AuthRoutes:
         user = _user(request)
         sid = request.path_params["sid"]
         if not await self.issuer.revoke_session(user.id, sid, metadata=client_metadata(request)):
-            raise SessionNotFound()
+            raise _NoSuchSession()
         return self._done({"revoked": True}, clear=sid == user.session_id)
 
     async def session_status(self, request: Request) -> Response:
