@@ -196,6 +196,11 @@ def create_app(config: DemoConfig) -> Starlette:
     )
 
 
+def app_from_env() -> Starlette:
+    """Factory for ``uvicorn --factory examples.app:app_from_env`` (e.g. with ``--workers 4``)."""
+    return create_app(DemoConfig.from_env())
+
+
 def main() -> None:
     import uvicorn
 
