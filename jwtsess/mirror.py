@@ -170,9 +170,10 @@ class RevocationMirror:
     def _heard(self, batch: FeedBatch) -> None:
         if batch.reset:
             self.resyncs += 1
+        # Healthy first, so a listener that verifies tokens sees a fresh mirror.
+        self.last_heard = self._monotonic()
         self.apply(batch.entries)
         self.cursor = batch.cursor
-        self.last_heard = self._monotonic()
         self._progress.set()
         self._progress = asyncio.Event()
 
@@ -207,18 +208,26 @@ class RevocationMirror:
         cancelled inside it: cancelling a blocking read in redis.asyncio can
         leave the task waiting until the connection closes.
         """
-        task, self._task = self._task, None
+        task = self._task
         if task is None:
             return
         self._stopping = True
         try:
             await asyncio.wait_for(asyncio.shield(task), timeout=self.block + 1.0)
         except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, timeout=1.0)
-        finally:
-            self._stopping = False
+            # On Python 3.11 a cancel can be swallowed inside redis-py's own
+            # wait_for; cancel again until the task is really done.
+            for _ in range(10):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), timeout=0.5)
+                if task.done():
+                    break
+        if task.done():
+            self._task = None
+            self._stopping = False  # only now: a live follower must keep seeing the flag
+        else:
+            logger.error("revocation mirror follower did not stop")
 
     async def wait_for_progress(self, timeout: float) -> bool:  # noqa: ASYNC109 - plain API for tests and health checks
         """Wait until the next successful feed read (tests, health checks)."""

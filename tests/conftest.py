@@ -14,7 +14,7 @@ from jwtsess.sessions import SessionPolicy
 from jwtsess.store.base import SessionStore
 from jwtsess.store.memory import MemoryStore
 from jwtsess.store.redis import RedisStore
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisClusterServers, RedisServer, running_cluster, running_redis
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "api.example.test"
@@ -97,16 +97,28 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A private 3-master Redis Cluster for the whole run (flushed before each use)."""
+    with running_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["memory", "redis", "cluster"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     """Every SessionStore backend, so one suite checks the same contract on each."""
     if request.param == "memory":
         yield MemoryStore()
         return
-    server: RedisServer = request.getfixturevalue("redis_server")
-    with server.client() as admin:
-        admin.flushall()  # our own private server, never the machine's
-    redis_store = RedisStore.from_url(server.url)
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()  # our own private servers
+        redis_store = RedisStore.from_url(cluster.url, cluster=True)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        with server.client() as admin:
+            admin.flushall()  # our own private server, never the machine's
+        redis_store = RedisStore.from_url(server.url)
     try:
         yield redis_store
     finally:

@@ -27,10 +27,18 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server child process on 127.0.0.1:<port>."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        persist: bool = False,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.persist = persist
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self._drain: threading.Thread | None = None
 
@@ -53,6 +61,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
             "--logfile", "",
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         ready = threading.Event()
@@ -113,3 +122,77 @@ def running_redis(directory: Path, *, persist: bool = False) -> Iterator[RedisSe
         yield server
     finally:
         server.stop()
+
+
+class RedisClusterServers:
+    """A private Redis Cluster: three masters on free loopback ports, no replicas."""
+
+    def __init__(self, directory: Path, masters: int = 3) -> None:
+        # An explicit bus port: the default (port + 10000) may be taken or above 65535.
+        self.nodes = [
+            RedisServer(
+                directory / f"node{i}",
+                extra_args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(free_port()),
+                ),
+            )
+            for i in range(masters)
+        ]
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli not found: it comes with redis-server (make test)")
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        # The nodes agree on the slots within moments of `create` returning. This
+        # polls external servers for readiness (bounded); no test logic waits on time.
+        converged = threading.Event()
+        deadline = 200  # x 50 ms = 10 s
+        for _ in range(deadline):
+            if all(self._ok(node) for node in self.nodes):
+                converged.set()
+                break
+            converged.wait(0.05)
+        if not converged.is_set():
+            raise RuntimeError("the private Redis Cluster did not reach cluster_state:ok")
+
+    @staticmethod
+    def _ok(node: RedisServer) -> bool:
+        with node.client() as client:
+            return "cluster_state:ok" in str(client.execute_command("CLUSTER", "INFO"))
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            with node.client() as client:
+                client.flushall()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(directory)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,7 +1,13 @@
-"""RedisStore: the production store on redis.asyncio.
+"""RedisStore: the production store on redis.asyncio (one server, Sentinel, or Cluster).
 
 Every state change is one Lua script (one round trip, atomic); see
-``redis_scripts`` for the data model. Connection trouble of any kind becomes
+``redis_scripts`` for the data model. Every script touches the keys of one
+user, which share a cluster hash tag. On a single server (or behind Sentinel)
+the revocations a change causes are appended to the feed inside the same
+script. On Redis Cluster the feed lives in its own slot, so the script returns
+them and the store appends them right after (``FEED_ADD``); if that second step
+fails the caller gets ``StoreUnavailable`` and may retry, since every
+revocation is idempotent. Connection trouble of any kind becomes
 ``StoreUnavailable``. A script either ran whole or not at all, so nothing is
 left half-written. The client this store builds does not retry commands by
 itself: retrying a refresh is the caller's decision, and it is safe only
@@ -16,6 +22,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -73,15 +80,35 @@ class RedisStore(SessionStore):
     below the client's socket timeout.
     """
 
-    def __init__(self, client: aioredis.Redis, *, prefix: str = "js") -> None:
+    def __init__(self, client: aioredis.Redis | RedisCluster, *, prefix: str = "js") -> None:
         self.client = client
         self.prefix = prefix
         self.feed_key = f"{prefix}:feed"
+        self.cluster = isinstance(client, RedisCluster)
+        # The feed key as the scripts see it: '' on a cluster means "return the
+        # revocations to me" (the feed is in another slot).
+        self._feed_arg = "" if self.cluster else self.feed_key
         self._scripts: dict[str, AsyncScript] = {}
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "js", socket_timeout: float = 5.0) -> RedisStore:
-        """Build a store with its own connection pool; no automatic retries."""
+    def from_url(
+        cls, url: str, *, prefix: str = "js", socket_timeout: float = 5.0, cluster: bool = False
+    ) -> RedisStore:
+        """Build a store with its own connection pool; no automatic retries.
+
+        :param cluster: ``url`` names a node of a Redis Cluster.
+        """
+        if cluster:
+            return cls(
+                RedisCluster.from_url(
+                    url,
+                    decode_responses=True,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=socket_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                ),
+                prefix=prefix,
+            )
         client = aioredis.Redis.from_url(
             url,
             decode_responses=True,
@@ -116,6 +143,15 @@ class RedisStore(SessionStore):
         except (RedisError, OSError) as exc:
             logger.warning("redis script %s failed: %r", name, exc)
             raise StoreUnavailable() from exc
+
+    async def _run_publishing(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], now: float
+    ) -> Any:
+        """Run a state script; on a cluster, append the revocations it returns."""
+        result, pending = await self._run(name, keys, [*args, self._feed_arg])
+        if pending:
+            await self._run("FEED_ADD", [self.feed_key], [_ms(now), *pending, self.feed_key])
+        return result
 
     async def _call(self, command: Awaitable[Any]) -> Any:
         try:
@@ -161,9 +197,9 @@ class RedisStore(SessionStore):
         metadata: ClientMetadata,
         revocation_ttl: float,
     ) -> Rotation:
-        result = await self._run(
+        result = await self._run_publishing(
             "ROTATE",
-            [self._session_key(sid), self.feed_key],
+            [self._session_key(sid)],
             [
                 sid,
                 generation,
@@ -174,6 +210,7 @@ class RedisStore(SessionStore):
                 _ms(revocation_ttl),
                 self._user_prefix(session_tag(sid)),
             ],
+            now,
         )
         outcome = result[0]
         if outcome == "nf":
@@ -214,19 +251,20 @@ class RedisStore(SessionStore):
     async def revoke_session(
         self, sid: str, *, now: float, revocation_ttl: float
     ) -> SessionInfo | None:
-        result = await self._run(
+        result = await self._run_publishing(
             "REVOKE_SESSION",
-            [self._session_key(sid), self.feed_key],
+            [self._session_key(sid)],
             [sid, _ms(now), _ms(revocation_ttl), self._user_prefix(session_tag(sid))],
+            now,
         )
         return _session(result) if result else None
 
     async def revoke_other_sessions(
         self, sid: str, *, now: float, revocation_ttl: float
     ) -> list[str]:
-        result = await self._run(
+        result = await self._run_publishing(
             "REVOKE_OTHERS",
-            [self._session_key(sid), self.feed_key],
+            [self._session_key(sid)],
             [
                 sid,
                 _ms(now),
@@ -234,6 +272,7 @@ class RedisStore(SessionStore):
                 self._user_prefix(session_tag(sid)),
                 self._session_prefix(session_tag(sid)),
             ],
+            now,
         )
         if result is None:
             raise SessionNotFound()
@@ -253,9 +292,9 @@ class RedisStore(SessionStore):
         extra = (
             "" if extra_claims is None else json.dumps(dict(extra_claims), separators=(",", ":"))
         )
-        result = await self._run(
+        result = await self._run_publishing(
             "REVOKE_USER",
-            [f"{prefix}u:{user_id}", f"{prefix}n:{user_id}", self.feed_key],
+            [f"{prefix}u:{user_id}", f"{prefix}n:{user_id}"],
             [
                 user_id,
                 _ms(now),
@@ -265,11 +304,14 @@ class RedisStore(SessionStore):
                 role or "",
                 extra,
             ],
+            now,
         )
         return sorted(result)
 
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
-        await self._run("REVOKE_TOKEN", [self.feed_key], [jti, _ms(now), _ms(until)])
+        await self._run(
+            "FEED_ADD", [self.feed_key], [_ms(now), "jti", jti, _ms(until), 0, self.feed_key]
+        )
 
     # -- rate limiting -----------------------------------------------------------------
 
@@ -280,8 +322,12 @@ class RedisStore(SessionStore):
         # (under an injected clock) never counts toward the current one.
         index = int(now // window)
         keys = [f"{self.prefix}:rl:{bucket}:{index}" for bucket in buckets]
-        retry_ms = await self._run("RATE_LIMIT", keys, [_ms(now), limit, _ms(window)])
-        return int(retry_ms) / 1000
+        args = [_ms(now), limit, _ms(window)]
+        if not self.cluster:
+            return int(await self._run("RATE_LIMIT", keys, args)) / 1000
+        # Buckets live in different slots: one call each.
+        retries = [int(await self._run("RATE_LIMIT", [key], args)) for key in keys]
+        return max(retries, default=0) / 1000
 
     # -- the feed ------------------------------------------------------------------
 

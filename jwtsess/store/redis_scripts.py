@@ -48,15 +48,37 @@ local function save(key, h, now)
   redis.call('SET', key, cmsgpack.pack(h), 'PX', expiry(h) - now)
 end
 
--- Append one revocation; the ID carries the caller's clock unless the stream
--- already holds a later one (clock skew between processes), then Redis picks.
-local function feed_add(feed, now, kind, subject, until_ms, nbf)
+-- Where revocations go: the feed key, passed as the last ARGV. On Redis Cluster
+-- it is '' (the feed lives in another slot), and the revocations are returned
+-- for the client to append with FEED_ADD right after.
+local FEED = ARGV[#ARGV]
+local PENDING = {}
+
+local function xadd(feed, now, kind, subject, until_ms, nbf)
+  -- The ID carries the caller's clock unless the stream already holds a later
+  -- one (clock skew between processes); then Redis picks.
   local r = redis.pcall('XADD', feed, string.format('%d-*', now),
     'k', kind, 's', subject, 'u', string.format('%d', until_ms), 'n', nbf)
   if type(r) == 'table' and r.err then
     redis.call('XADD', feed, '*',
       'k', kind, 's', subject, 'u', string.format('%d', until_ms), 'n', nbf)
   end
+end
+
+local function feed_add(now, kind, subject, until_ms, nbf)
+  if FEED == '' then
+    for _, v in ipairs({kind, subject, string.format('%d', until_ms), tostring(nbf)}) do
+      PENDING[#PENDING + 1] = v
+    end
+  else
+    xadd(FEED, now, kind, subject, until_ms, nbf)
+  end
+end
+
+-- Every script that may revoke returns {result, revocations not yet appended}.
+local function publish(result)
+  if result == nil then result = false end
+  return {result, PENDING}
 end
 
 local function drop(key, index, sid)
@@ -89,22 +111,22 @@ return tonumber(redis.call('GET', KEYS[3]) or '0')
 """
 )
 
-#: KEYS[1] session, KEYS[2] feed.
+#: KEYS[1] session.
 #: ARGV: sid, presented generation, now ms, grace ms, ua, ip, revocation TTL ms,
-#:       user-key prefix ("P:{T}:").
-#: Returns {'ok'|'grace', not-before, session fields...}, {'nf'} for no live
-#: session, or {'reused', user} after revoking the session (theft).
+#:       user-key prefix ("P:{T}:"), feed key ('' on a cluster).
+#: Returns publish() of {'ok'|'grace', not-before, session fields...}, {'nf'}
+#: for no live session, or {'reused', user} after revoking the session (theft).
 ROTATE: Final = (
     _PRELUDE
     + r"""
 local sid = ARGV[1]
 local now = tonumber(ARGV[3])
 local h = load(KEYS[1])
-if not h then return {'nf'} end
+if not h then return publish({'nf'}) end
 local index = ARGV[8] .. 'u:' .. h[1]
 if now >= expiry(h) then
   drop(KEYS[1], index, sid)
-  return {'nf'}
+  return publish({'nf'})
 end
 local presented = tonumber(ARGV[2])
 local outcome
@@ -116,8 +138,8 @@ elseif presented == h[4] - 1 and now - h[5] < tonumber(ARGV[4]) then
   outcome = 'grace'
 else
   drop(KEYS[1], index, sid)
-  feed_add(KEYS[2], now, 'sid', sid, now + tonumber(ARGV[7]), 0)
-  return {'reused', h[1]}
+  feed_add(now, 'sid', sid, now + tonumber(ARGV[7]), 0)
+  return publish({'reused', h[1]})
 end
 h[7] = now
 if ARGV[5] ~= '' then h[10] = ARGV[5] end
@@ -129,7 +151,7 @@ if redis.call('PTTL', index) < exp - now then redis.call('PEXPIRE', index, exp -
 local nbf = redis.call('GET', ARGV[8] .. 'n:' .. h[1]) or '0'
 local out = {outcome, nbf}
 for _, v in ipairs(reply(sid, h)) do out[#out + 1] = v end
-return out
+return publish(out)
 """
 )
 
@@ -174,7 +196,7 @@ return 1
 """
 )
 
-#: KEYS[1] session, KEYS[2] feed. ARGV: sid, now ms, revocation TTL ms, user-key prefix.
+#: KEYS[1] session. ARGV: sid, now ms, revocation TTL ms, user-key prefix, feed key.
 #: Ends one session and revokes its access tokens. The revocation is written
 #: even if the session has already ended: its access tokens may still be live.
 #: Returns the session's fields if it was live, else nil.
@@ -184,14 +206,14 @@ REVOKE_SESSION: Final = (
 local now = tonumber(ARGV[2])
 local h = load(KEYS[1])
 if h then drop(KEYS[1], ARGV[4] .. 'u:' .. h[1], ARGV[1]) end
-feed_add(KEYS[2], now, 'sid', ARGV[1], now + tonumber(ARGV[3]), 0)
-if not h or now >= expiry(h) then return nil end
-return reply(ARGV[1], h)
+feed_add(now, 'sid', ARGV[1], now + tonumber(ARGV[3]), 0)
+if not h or now >= expiry(h) then return publish(nil) end
+return publish(reply(ARGV[1], h))
 """
 )
 
-#: KEYS[1] session, KEYS[2] feed.
-#: ARGV: sid, now ms, revocation TTL ms, user-key prefix, session-key prefix.
+#: KEYS[1] session.
+#: ARGV: sid, now ms, revocation TTL ms, user-key prefix, session-key prefix, feed key.
 #: Ends every other session of the same user. Returns the ended sids, or nil
 #: if ``sid`` itself is not live.
 REVOKE_OTHERS: Final = (
@@ -199,23 +221,23 @@ REVOKE_OTHERS: Final = (
     + r"""
 local now = tonumber(ARGV[2])
 local h = load(KEYS[1])
-if not h or now >= expiry(h) then return nil end
+if not h or now >= expiry(h) then return publish(nil) end
 local index = ARGV[4] .. 'u:' .. h[1]
 local ended = {}
 for _, other in ipairs(redis.call('ZRANGE', index, 0, -1)) do
   if other ~= ARGV[1] then
     drop(ARGV[5] .. string.sub(other, 9), index, other)
-    feed_add(KEYS[2], now, 'sid', other, now + tonumber(ARGV[3]), 0)
+    feed_add(now, 'sid', other, now + tonumber(ARGV[3]), 0)
     ended[#ended + 1] = other
   end
 end
-return ended
+return publish(ended)
 """
 )
 
-#: KEYS[1] user index, KEYS[2] user not-before, KEYS[3] feed.
+#: KEYS[1] user index, KEYS[2] user not-before.
 #: ARGV: user, now ms, revocation TTL ms, end sessions (1|0), session-key prefix ("P:{T}"),
-#:       role ('' keeps), extra JSON ('' keeps).
+#:       role ('' keeps), extra JSON ('' keeps), feed key.
 #: Revokes every access token of the user issued up to now; ends the sessions
 #: (logout everywhere) or rewrites their claims (reissue). Returns ended sids.
 REVOKE_USER: Final = (
@@ -225,12 +247,12 @@ local now = tonumber(ARGV[2])
 local nbf = math.floor(now / 1000) + 1
 local until_ms = nbf * 1000 + tonumber(ARGV[3])
 redis.call('SET', KEYS[2], nbf, 'PX', until_ms - now)
-feed_add(KEYS[3], now, 'user', ARGV[1], until_ms, nbf)
+feed_add(now, 'user', ARGV[1], until_ms, nbf)
 local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
 if ARGV[4] == '1' then
   for _, sid in ipairs(sids) do redis.call('DEL', ARGV[5] .. string.sub(sid, 9)) end
   redis.call('DEL', KEYS[1])
-  return sids
+  return publish(sids)
 end
 for _, sid in ipairs(sids) do
   local key = ARGV[5] .. string.sub(sid, 9)
@@ -241,16 +263,21 @@ for _, sid in ipairs(sids) do
     save(key, h, now)
   end
 end
-return {}
+return publish({})
 """
 )
 
-#: KEYS[1] feed. ARGV: jti, now ms, until ms.
-REVOKE_TOKEN: Final = (
+#: KEYS[1] feed. ARGV: now ms, then (kind, subject, until ms, not-before) per entry,
+#: then KEYS[1] again (the prelude's FEED). Appends revocations: one access token
+#: (REVOKE_TOKEN), or on a cluster the ones a state script returned.
+FEED_ADD: Final = (
     _PRELUDE
     + r"""
-feed_add(KEYS[1], tonumber(ARGV[2]), 'jti', ARGV[1], tonumber(ARGV[3]), 0)
-return 1
+local now = tonumber(ARGV[1])
+for i = 2, #ARGV - 4, 4 do
+  xadd(KEYS[1], now, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3])
+end
+return #ARGV
 """
 )
 
