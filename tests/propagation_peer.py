@@ -94,7 +94,9 @@ async def stdin_reader() -> asyncio.StreamReader:
 async def run(args: argparse.Namespace) -> int:
     keyring = KeyRing(args.keys)
     settings = TokenSettings(issuer=args.issuer, audience=args.audience)
-    store = RedisStore.from_url(args.redis, socket_timeout=args.socket_timeout)
+    store = RedisStore.from_url(
+        args.redis, socket_timeout=args.socket_timeout, cluster=args.cluster
+    )
     mirror = RevocationMirror(store, stale_after=args.stale_after, block=args.block)
     verifier = Verifier(keyring, settings, revocation=mirror)
     peer = Peer(verifier)
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--keys", required=True, help="key directory")
     parser.add_argument("--redis", required=True, help="redis:// URL of the store")
+    parser.add_argument("--cluster", action="store_true", help="the URL names a cluster node")
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--audience", required=True)
     parser.add_argument("--stale-after", type=float, default=5.0)

@@ -35,7 +35,7 @@ from jwtsess.mirror import RevocationMirror
 from jwtsess.sessions import TokenPair
 from jwtsess.store.redis import RedisStore
 from tests.conftest import AUDIENCE, ISSUER, MutableClock, TokenKit
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisClusterServers, RedisServer
 from tests.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,7 +148,9 @@ def _open_log(path: Path) -> IO[bytes]:
 
 
 @contextlib.asynccontextmanager
-async def peer_process(kit: TokenKit, url: str, tmp_path: Path) -> AsyncIterator[PeerProcess]:
+async def peer_process(
+    kit: TokenKit, url: str, tmp_path: Path, *, cluster: bool = False
+) -> AsyncIterator[PeerProcess]:
     log_path = tmp_path / "peer-stderr.log"
     with _open_log(log_path) as log:
         process = await asyncio.create_subprocess_exec(
@@ -158,6 +160,7 @@ async def peer_process(kit: TokenKit, url: str, tmp_path: Path) -> AsyncIterator
             "--issuer", ISSUER,
             "--audience", AUDIENCE,
             "--block", "0.25",
+            *(["--cluster"] if cluster else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
@@ -170,8 +173,19 @@ async def peer_process(kit: TokenKit, url: str, tmp_path: Path) -> AsyncIterator
             await peer.finish()
 
 
+@pytest.fixture(params=["redis", "cluster"])
+def feed_server(request: pytest.FixtureRequest) -> tuple[str, bool]:
+    """(url, is_cluster): one private Redis, or a private 3-master cluster, emptied."""
+    if request.param == "cluster":
+        cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url, True
+    server: RedisServer = request.getfixturevalue("fresh_redis")
+    return server.url, False
+
+
 async def test_logout_everywhere_reaches_another_process(
-    fresh_redis: RedisServer,
+    feed_server: tuple[str, bool],
     make_kit: Callable[..., TokenKit],
     clock: MutableClock,
     tmp_path: Path,
@@ -181,11 +195,12 @@ async def test_logout_everywhere_reaches_another_process(
     # set before make_kit so the key is active from now.
     clock.now = time.time()
     kit = make_kit("HS256")
-    store = RedisStore.from_url(fresh_redis.url)
+    url, cluster = feed_server
+    store = RedisStore.from_url(url, cluster=cluster)
     issuer = Issuer(kit.keyring, kit.settings, store, clock=kit.clock)
     latencies: list[float] = []
     try:
-        async with peer_process(kit, fresh_redis.url, tmp_path) as peer:
+        async with peer_process(kit, url, tmp_path, cluster=cluster) as peer:
             assert await peer.read() == "ready"
             for i in range(TRIALS):
                 user = f"user-{i}"
@@ -208,7 +223,8 @@ async def test_logout_everywhere_reaches_another_process(
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
     with capsys.disabled():
         print(
-            f"\npropagation: p50={p50 * 1000:.2f} ms p99={p99 * 1000:.2f} ms "
+            f"\npropagation ({'cluster' if cluster else 'one Redis'}): "
+            f"p50={p50 * 1000:.2f} ms p99={p99 * 1000:.2f} ms "
             f"max={max(latencies) * 1000:.2f} ms over {TRIALS} logout_everywhere "
             "(issuer process -> Redis stream -> peer process refuses the token; target 50 ms)"
         )
