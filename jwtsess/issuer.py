@@ -8,6 +8,7 @@ store call for garbage), one store round trip to check-and-rotate, then sign.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,8 +16,9 @@ from typing import Any
 from .access import AccessClaims, AccessTokenSigner, check_extra_claims
 from .audit import AuditEvent, AuditEventName, AuditHook, Auditor
 from .clock import Clock, system_clock
-from .errors import RefreshReused, SessionNotFound, StoreUnavailable
+from .errors import AuthError, RefreshReused, SessionNotFound, StoreUnavailable
 from .keyring import KeyRing
+from .metrics import MetricsSink
 from .mirror import RevocationMirror
 from .refresh_token import decode_refresh_token, encode_refresh_token, is_session_id, new_session_id
 from .sessions import ClientMetadata, SessionInfo, SessionPolicy, TokenPair
@@ -60,6 +62,7 @@ class Issuer:
     :param mirror: this process's revocation mirror; it catches up right after
         every revocation made here, so a logout is enforced in this process
         before the call returns (other processes follow within milliseconds).
+    :param metrics: records refresh latency and reuse detections (``jwtsess.metrics``).
     :raises ValueError: if ``settings.access_ttl`` exceeds the keyring's
         ``max_token_ttl`` (``prune`` would then drop keys whose tokens still live).
     """
@@ -75,6 +78,7 @@ class Issuer:
         clock: Clock = system_clock,
         audit_hook: AuditHook | None = None,
         mirror: RevocationMirror | None = None,
+        metrics: MetricsSink | None = None,
     ) -> None:
         if settings.access_ttl > keyring.manifest.max_token_ttl:
             raise ValueError(
@@ -90,6 +94,7 @@ class Issuer:
         self.auditor = Auditor(audit_hook)
         self.signer = AccessTokenSigner(keyring, settings, clock=clock)
         self.mirror = mirror
+        self.metrics = metrics
         # Long enough to outlive every access token issued before a revocation:
         # lifetime, the verifier's leeway, and one second of iat rounding.
         self.revocation_ttl = settings.access_ttl + settings.leeway + 1
@@ -107,7 +112,12 @@ class Issuer:
     # -- tokens ----------------------------------------------------------------------
 
     def _pair(
-        self, session: SessionInfo, role: str, extra: Mapping[str, Any], nbf: int
+        self,
+        session: SessionInfo,
+        role: str,
+        extra: Mapping[str, Any],
+        nbf: int,
+        outcome: str = "login",
     ) -> TokenPair:
         token, claims = self.signer.issue(
             session.user_id, role, session.sid, extra_claims=extra, not_before=nbf
@@ -120,6 +130,7 @@ class Issuer:
             session_id=session.sid,
             claims=claims,
             refresh_expires_at=session.expires_at,
+            outcome=outcome,
         )
 
     async def _audit(
@@ -194,6 +205,18 @@ class Issuer:
         :raises RefreshReused: theft; the session has been revoked.
         :raises StoreUnavailable: nothing was rotated; retrying with the same token is safe.
         """
+        if self.metrics is None:
+            return await self._refresh(refresh_token, metadata)
+        start = time.perf_counter()
+        try:
+            pair = await self._refresh(refresh_token, metadata)
+        except AuthError as error:
+            self.metrics.refreshed(error.code, time.perf_counter() - start)
+            raise
+        self.metrics.refreshed(pair.outcome, time.perf_counter() - start)
+        return pair
+
+    async def _refresh(self, refresh_token: str, metadata: ClientMetadata | None) -> TokenPair:
         ref = decode_refresh_token(self.keyring.refresh_secret, refresh_token)
         meta = (metadata or ClientMetadata()).bounded()
         try:
@@ -239,7 +262,7 @@ class Issuer:
                     session.sid, loaded.role, new_extra, now=self.clock()
                 )
                 role, extra = loaded.role, new_extra
-        pair = self._pair(session, role, extra, rotation.user_not_before)
+        pair = self._pair(session, role, extra, rotation.user_not_before, rotation.outcome)
         await self._audit(
             "refresh" if rotation.outcome == "rotated" else "refresh_grace",
             user_id=session.user_id,

@@ -105,6 +105,9 @@ class TokenPair:
     claims: AccessClaims
     refresh_expires_at: float
     token_type: str = "Bearer"
+    #: ``login``, ``rotated`` (a new generation) or ``grace`` (a racing reuse got
+    #: the already-committed successor).
+    outcome: str = "login"
 
     def as_json(self) -> dict[str, Any]:
         """The OAuth-style JSON body of a token response."""

@@ -28,8 +28,9 @@ from typing import Any, Final, Protocol
 
 from .access import RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
-from .errors import TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
+from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
 from .keyring import KeyRing
+from .metrics import MetricsSink
 from .refresh_token import REFRESH_TOKEN_PREFIX
 from .settings import TokenSettings
 
@@ -137,6 +138,7 @@ class Verifier:
     :param settings: issuer, audience, leeway, size and cache limits.
     :param clock: wall-clock seconds.
     :param revocation: checked after the signature on every call (cache hits too).
+    :param metrics: counts verifications by result (``jwtsess.metrics``).
     """
 
     def __init__(
@@ -146,8 +148,10 @@ class Verifier:
         *,
         clock: Clock = system_clock,
         revocation: RevocationCheck | None = None,
+        metrics: MetricsSink | None = None,
     ) -> None:
         self._keyring = keyring
+        self.metrics = metrics
         self._settings = settings
         self._clock = clock
         self.revocation = revocation
@@ -164,6 +168,17 @@ class Verifier:
         :raises TokenExpired: ``exp`` (plus leeway) has passed.
         :raises TokenRevoked: the revocation check refused it.
         """
+        if self.metrics is None:
+            return self._verify(token)
+        try:
+            claims = self._verify(token)
+        except AuthError as error:
+            self.metrics.rejected(error.code)
+            raise
+        self.metrics.verified()
+        return claims
+
+    def _verify(self, token: str) -> AccessClaims:
         keyring = self._keyring
         keyring.check()
         if keyring.generation != self._cache_generation:
