@@ -24,6 +24,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
@@ -89,6 +90,7 @@ class RedisStore(SessionStore):
         # revocations to me" (the feed is in another slot).
         self._feed_arg = "" if self.cluster else self.feed_key
         self._scripts: dict[str, AsyncScript] = {}
+        self._sentinel_clients: list[aioredis.Redis] = []  # closed with the store
 
     @classmethod
     def from_url(
@@ -119,8 +121,40 @@ class RedisStore(SessionStore):
         )
         return cls(client, prefix=prefix)
 
+    @classmethod
+    def from_sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service: str,
+        *,
+        prefix: str = "js",
+        socket_timeout: float = 5.0,
+    ) -> RedisStore:
+        """Build a store on the master Redis Sentinel names for ``service``.
+
+        The client asks the sentinels for the current master on every new
+        connection, so after a failover it follows the promoted replica.
+        Replication is asynchronous: a write acknowledged just before a failover
+        can be lost (see docs/operations.md).
+        """
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            list(sentinels), socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+        client = sentinel.master_for(
+            service,
+            decode_responses=True,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        store = cls(client, prefix=prefix)
+        store._sentinel_clients = list(sentinel.sentinels)
+        return store
+
     async def close(self) -> None:
         await self.client.aclose()
+        for client in self._sentinel_clients:
+            await client.aclose()
 
     # -- plumbing ------------------------------------------------------------------
 
