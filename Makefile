@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest redis-server browser wrk bench clean
+.PHONY: run test lint typecheck pytest redis-server browser wrk bench soak fuzz clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ wrk:
 
 bench: $(BENCH_STAMP) redis-server wrk
 	$(BIN)/python -m bench
+
+# A bounded (60 s) loopback soak of mixed traffic against uvicorn and Redis:
+# throughput, errors (target 0) and RSS over time.
+soak: $(STAMP) redis-server
+	$(BIN)/python -m scripts.soak --seconds 60
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

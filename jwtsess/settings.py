@@ -12,7 +12,8 @@ class TokenSettings:
     :param issuer: the ``iss`` claim; checked by exact string match.
     :param audience: the ``aud`` claim a token must name.
     :param access_ttl: access-token lifetime in seconds (default 15 minutes).
-    :param leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds.
+    :param leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``, in seconds
+        (2 to 300; default 10).
     :param max_token_bytes: longer tokens are refused before any decoding.
     :param verified_cache_size: how many verified tokens are remembered (0 disables).
     """
@@ -30,8 +31,10 @@ class TokenSettings:
             raise ValueError("issuer and audience must be non-empty strings")
         if not 1 <= self.access_ttl <= 24 * 3600:
             raise ValueError("access_ttl must be between 1 second and 24 hours")
-        if not 0 <= self.leeway <= 300:
-            raise ValueError("leeway must be between 0 and 300 seconds")
+        # At least 2 s: after a user-level revocation new tokens carry an iat up
+        # to a second or two ahead (docs/architecture.md, "Revocation").
+        if not 2 <= self.leeway <= 300:
+            raise ValueError("leeway must be between 2 and 300 seconds")
         if not 256 <= self.max_token_bytes <= 65536:
             raise ValueError("max_token_bytes must be between 256 and 65536")
         if self.verified_cache_size < 0:

@@ -370,7 +370,8 @@ async def test_cut_off_mirror_resumes_and_enforces_what_it_missed(
         )
         assert await issuer.logout(bob.session_id)
         with fresh_redis.client() as admin:
-            assert admin.xlen("js:feed") == 2  # committed
+            # committed: alice's user entry and her two sessions, and bob's session
+            assert admin.xlen("js:feed") == 4
 
         # B really is cut off: within stale_after it still accepts what A revoked.
         for pair in everyone:
@@ -399,11 +400,11 @@ async def test_cut_off_mirror_resumes_and_enforces_what_it_missed(
 async def test_cut_off_mirror_reloads_when_the_feed_was_trimmed_meanwhile(
     fresh_redis: RedisServer, make_kit: Callable[..., TokenKit]
 ) -> None:
-    kit = make_kit("HS256", access_ttl=60, leeway=0)  # revocations live 61 s
+    kit = make_kit("HS256", access_ttl=60, leeway=2)  # revocations live 63 s
     clock = kit.clock
     store_a = RedisStore.from_url(fresh_redis.url)
     issuer = Issuer(kit.keyring, kit.settings, store_a, clock=clock)
-    assert issuer.revocation_ttl == 61
+    assert issuer.revocation_ttl == 63
     proxy = TcpProxy(fresh_redis.port)
     await proxy.start()
     store_b = RedisStore.from_url(proxy.url, socket_timeout=0.5)
@@ -418,14 +419,14 @@ async def test_cut_off_mirror_reloads_when_the_feed_was_trimmed_meanwhile(
 
         proxy.cut()
         assert await proxy.wait_for_refusal(READ_TIMEOUT)
-        assert await issuer.logout(dave.session_id)  # entry lives until now + 61
+        assert await issuer.logout(dave.session_id)  # entry lives until now + 63
         clock.advance(30)
         erin = await issuer.login("erin", "user")
-        await issuer.logout_everywhere("erin")  # lives until ~now + 62
-        clock.advance(35)  # dave's entry is dead, erin's is live
-        assert await store_a.trim_feed(now=clock()) == 1  # B never saw dave's entry
+        await issuer.logout_everywhere("erin")  # user ~now + 64, her session now + 63
+        clock.advance(35)  # dave's entry is dead, erin's two are live
+        assert await store_a.trim_feed(now=clock()) == 2  # B never saw dave's entry
         with fresh_redis.client() as admin:
-            assert admin.xlen("js:feed") == 1
+            assert admin.xlen("js:feed") == 2
 
         verifier.verify(erin.access_token)  # cut off: not enforced yet
         monotonic.advance(5.5)
@@ -447,7 +448,7 @@ async def test_cut_off_mirror_reloads_when_the_feed_was_trimmed_meanwhile(
 async def test_feed_and_mirror_shrink_as_revocations_expire(
     fresh_redis: RedisServer, make_kit: Callable[..., TokenKit]
 ) -> None:
-    kit = make_kit("HS256", access_ttl=60, leeway=0)  # revocations live 61 s (62 for users)
+    kit = make_kit("HS256", access_ttl=60, leeway=2)  # revocations live 63 s (64 for users)
     clock = kit.clock
     t0 = clock()
     store = RedisStore.from_url(fresh_redis.url)
@@ -472,11 +473,12 @@ async def test_feed_and_mirror_shrink_as_revocations_expire(
             else:
                 await issuer.logout(pair.session_id)
             clock.advance(10)
-        # until: t0+61, t0+72, t0+81, t0+92, t0+101, t0+112
-        assert xlen() == len(mirror) == 6
+        # A session entry for each i; logout_everywhere adds a user entry for odd i.
+        # until: t0+63 | t0+73, t0+74 | t0+83 | t0+93, t0+94 | t0+103 | t0+113, t0+114
+        assert xlen() == len(mirror) == 9
 
         # By hand: sweep the mirror and trim the feed at each step.
-        for now, left in ((t0 + 61, 5), (t0 + 75, 4)):
+        for now, left in ((t0 + 63, 8), (t0 + 75, 6)):
             clock.now = now
             mirror.sweep()
             assert await store.trim_feed(now=clock()) == left
@@ -484,7 +486,7 @@ async def test_feed_and_mirror_shrink_as_revocations_expire(
 
         # The follower task does the same by itself on its sweep interval.
         await mirror.start()
-        for now, left in ((t0 + 85, 3), (t0 + 95, 2), (t0 + 105, 1), (t0 + 115, 0)):
+        for now, left in ((t0 + 85, 5), (t0 + 95, 3), (t0 + 105, 2), (t0 + 115, 0)):
             clock.now = now
             for _ in range(2):  # the read after the sweep, then one after the trim
                 assert await mirror.wait_for_progress(READ_TIMEOUT)

@@ -15,6 +15,7 @@ from jwtsess import TokenSettings
         {"access_ttl": 0},
         {"access_ttl": 86401},
         {"leeway": -1},
+        {"leeway": 1},
         {"leeway": 301},
         {"max_token_bytes": 100},
         {"verified_cache_size": -1},

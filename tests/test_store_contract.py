@@ -234,13 +234,30 @@ async def test_revoke_user_ends_every_session(store: SessionStore) -> None:
     assert await store.list_for_user("alice", now=T0 + 4) == []
     assert await store.get(bobs, now=T0 + 4) is not None
     entries = (await store.feed_snapshot(now=T0 + 4)).entries
-    assert entries == [Revocation("user", "alice", T0 + 4 + RTTL, int(T0) + 4)]
+    assert Revocation("user", "alice", T0 + 4 + RTTL, int(T0) + 4) in entries
+    # ...and every ended session by id, exact whatever its tokens' iat.
+    assert {(r.kind, r.subject) for r in entries if r.kind == "sid"} == {
+        ("sid", sid) for sid in sids
+    }
+    assert len(entries) == 1 + len(sids)
     # A session opened afterwards learns the not-before so its tokens are not revoked by it.
     sid = new_session_id("alice")
     nbf = await store.create(
         NewSession(sid, "alice", "user", {}, META), now=T0 + 3.9, absolute_ttl=ABS, idle_ttl=IDLE
     )
     assert nbf == int(T0) + 4
+
+
+async def test_user_not_before_is_strictly_increasing_within_a_second(
+    store: SessionStore,
+) -> None:
+    # A token issued between two revocations in one second carries iat == the first
+    # not-before; the second must still revoke it.
+    first = await store.revoke_user("alice", now=T0 + 0.2, revocation_ttl=RTTL, end_sessions=False)
+    second = await store.revoke_user("alice", now=T0 + 0.5, revocation_ttl=RTTL, end_sessions=False)
+    assert first == second == []
+    users = [r for r in (await store.feed_snapshot(now=T0 + 1)).entries if r.kind == "user"]
+    assert [r.not_before for r in users] == [int(T0) + 1, int(T0) + 2]
 
 
 async def test_reissue_keeps_sessions_and_rewrites_claims(store: SessionStore) -> None:

@@ -232,7 +232,9 @@ class MemoryStore(SessionStore):
         role: str | None = None,
         extra_claims: Mapping[str, Any] | None = None,
     ) -> list[str]:
-        not_before = int(now) + 1
+        # Strictly increasing: a token issued after a revocation in the same
+        # second carries iat == the previous not-before, and must still be caught.
+        not_before = max(int(now) + 1, self._not_before(user_id, now) + 1)
         until = not_before + revocation_ttl
         self._user_not_before[user_id] = (not_before, until)
         self._publish(Revocation(REVOKE_USER, user_id, until, not_before))
@@ -240,6 +242,8 @@ class MemoryStore(SessionStore):
         if end_sessions:
             for sid in sids:
                 self._drop(self._sessions[sid])
+                # Exact, whatever the iat: every token of an ended session is revoked.
+                self._publish(Revocation(REVOKE_SESSION, sid, now + revocation_ttl))
             return sids
         for sid in sids:
             session = self._sessions[sid]

@@ -244,13 +244,20 @@ REVOKE_USER: Final = (
     _PRELUDE
     + r"""
 local now = tonumber(ARGV[2])
-local nbf = math.floor(now / 1000) + 1
+-- Strictly increasing: a token issued after a revocation in the same second
+-- carries iat == the previous not-before, and must still be caught.
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local nbf = math.max(math.floor(now / 1000) + 1, previous + 1)
 local until_ms = nbf * 1000 + tonumber(ARGV[3])
 redis.call('SET', KEYS[2], nbf, 'PX', until_ms - now)
 feed_add(now, 'user', ARGV[1], until_ms, nbf)
 local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
 if ARGV[4] == '1' then
-  for _, sid in ipairs(sids) do redis.call('DEL', ARGV[5] .. string.sub(sid, 9)) end
+  for _, sid in ipairs(sids) do
+    redis.call('DEL', ARGV[5] .. string.sub(sid, 9))
+    -- Exact, whatever the iat: every token of an ended session is revoked.
+    feed_add(now, 'sid', sid, now + tonumber(ARGV[3]), 0)
+  end
   redis.call('DEL', KEYS[1])
   return publish(sids)
 end
