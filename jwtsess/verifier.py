@@ -152,6 +152,9 @@ class Verifier:
     ) -> None:
         self._keyring = keyring
         self.metrics = metrics
+        # Dispatch once, here: without metrics, verify is _verify itself (no extra
+        # call on the per-request path).
+        self.verify = self._verify_counted if metrics is not None else self._verify  # type: ignore[method-assign]
         self._settings = settings
         self._clock = clock
         self.revocation = revocation
@@ -168,14 +171,18 @@ class Verifier:
         :raises TokenExpired: ``exp`` (plus leeway) has passed.
         :raises TokenRevoked: the revocation check refused it.
         """
-        if self.metrics is None:
+        return self._verify(token)
+
+    def _verify_counted(self, token: str) -> AccessClaims:
+        metrics = self.metrics
+        if metrics is None:
             return self._verify(token)
         try:
             claims = self._verify(token)
         except AuthError as error:
-            self.metrics.rejected(error.code)
+            metrics.rejected(error.code)
             raise
-        self.metrics.verified()
+        metrics.verified()
         return claims
 
     def _verify(self, token: str) -> AccessClaims:

@@ -41,7 +41,8 @@ class _RejectedCookie(Exception):
     """Internal: the access cookie carried a token that no longer verifies."""
 
 
-SCOPE_KEY: Final = "jwtsess"  # scope entry holding the WebConfig, for guards and routes
+SCOPE_KEY: Final = "jwtsess"
+_AUTHORIZATION, _COOKIE, _CSRF = 0, 1, 2  # scope entry holding the WebConfig, for guards and routes
 
 
 class JWTUser(BaseUser):
@@ -93,7 +94,11 @@ class JWTAuthMiddleware:
         self.config = config or WebConfig()
         self._access_cookie = self.config.access_cookie_name
         self._csrf_cookie = self.config.csrf_cookie_name
-        self._csrf_header = self.config.csrf_header.lower().encode("latin-1")
+        self._wanted = {
+            b"authorization": _AUTHORIZATION,
+            b"cookie": _COOKIE,
+            self.config.csrf_header.lower().encode("latin-1"): _CSRF,
+        }
         self._scopes: dict[str, AuthCredentials] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,25 +158,33 @@ class JWTAuthMiddleware:
         return credentials
 
     def _authenticate(self, scope: Scope) -> AccessClaims | None:
+        # One dict probe per header (this loop runs on every request).
         authorization: bytes | None = None
         cookie: bytes | None = None
         csrf: bytes | None = None
+        wanted = self._wanted
         for name, value in scope["headers"]:
-            if name == b"authorization":
+            kind = wanted.get(name)
+            if kind is None:
+                continue
+            if kind == _AUTHORIZATION:
                 if authorization is not None:
                     raise TokenMalformed("More than one Authorization header.")
                 authorization = value
-            elif name == b"cookie":
+            elif kind == _COOKIE:
                 cookie = value if cookie is None else cookie + b"; " + value
-            elif name == self._csrf_header:
+            else:
                 csrf = value
         if authorization is not None:
-            scheme, _, token = authorization.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer":
-                token = token.strip()
-                if not token or " " in token:
+            # The scheme is case-insensitive (RFC 7235); the token is parsed as bytes
+            # and decoded once.
+            if authorization[:7].lower() == b"bearer ":
+                token = authorization[7:].strip()
+                if not token or b" " in token:
                     raise TokenMalformed("The Authorization header is not 'Bearer <token>'.")
-                return self.verifier.verify(token)
+                return self.verifier.verify(token.decode("latin-1"))
+            if authorization.strip().lower() == b"bearer":
+                raise TokenMalformed("The Authorization header is not 'Bearer <token>'.")
             # Another scheme (Basic, ...) is not ours to judge: fall through.
         if cookie is None or not self.config.cookies:
             return None
