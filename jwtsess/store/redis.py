@@ -231,7 +231,7 @@ class RedisStore(SessionStore):
         metadata: ClientMetadata,
         revocation_ttl: float,
     ) -> Rotation:
-        result = await self._run_publishing(
+        result = await self._run(
             "ROTATE",
             [self._session_key(sid)],
             [
@@ -243,16 +243,20 @@ class RedisStore(SessionStore):
                 metadata.ip or "",
                 _ms(revocation_ttl),
                 self._user_prefix(session_tag(sid)),
+                self._feed_arg,
             ],
-            now,
         )
         outcome = result[0]
         if outcome == "nf":
             raise SessionNotFound()
         if outcome == "reused":
+            if len(result) > 2:  # a cluster: append the session's revocation first
+                await self._run("FEED_ADD", [self.feed_key], [_ms(now), *result[2:], self.feed_key])
             raise RefreshReused(sid=sid, user_id=result[1])
         return Rotation(
-            "rotated" if outcome == "ok" else "grace", _session(result[2:]), int(result[1])
+            "rotated" if outcome == "ok" else "grace",
+            _session(result[2 : 2 + _REPLY_FIELDS]),
+            int(result[1]),
         )
 
     async def get(self, sid: str, *, now: float) -> SessionInfo | None:

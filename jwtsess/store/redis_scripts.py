@@ -114,19 +114,21 @@ return tonumber(redis.call('GET', KEYS[3]) or '0')
 #: KEYS[1] session.
 #: ARGV: sid, presented generation, now ms, grace ms, ua, ip, revocation TTL ms,
 #:       user-key prefix ("P:{T}:"), feed key ('' on a cluster).
-#: Returns publish() of {'ok'|'grace', not-before, session fields...}, {'nf'}
-#: for no live session, or {'reused', user} after revoking the session (theft).
+#: Returns one flat array (the refresh path: no nesting for the client to parse):
+#: {'ok'|'grace', not-before, 11 session fields}, {'nf'} for no live session, or
+#: {'reused', user} after revoking the session (theft); on a cluster, followed
+#: by the revocations to append (4 values each).
 ROTATE: Final = (
     _PRELUDE
     + r"""
 local sid = ARGV[1]
 local now = tonumber(ARGV[3])
 local h = load(KEYS[1])
-if not h then return publish({'nf'}) end
+if not h then return {'nf'} end
 local index = ARGV[8] .. 'u:' .. h[1]
 if now >= expiry(h) then
   drop(KEYS[1], index, sid)
-  return publish({'nf'})
+  return {'nf'}
 end
 local presented = tonumber(ARGV[2])
 local outcome
@@ -139,7 +141,9 @@ elseif presented == h[4] - 1 and now - h[5] < tonumber(ARGV[4]) then
 else
   drop(KEYS[1], index, sid)
   feed_add(now, 'sid', sid, now + tonumber(ARGV[7]), 0)
-  return publish({'reused', h[1]})
+  local out = {'reused', h[1]}
+  for _, v in ipairs(PENDING) do out[#out + 1] = v end
+  return out
 end
 h[7] = now
 if ARGV[5] ~= '' then h[10] = ARGV[5] end
@@ -151,7 +155,7 @@ if redis.call('PTTL', index) < exp - now then redis.call('PEXPIRE', index, exp -
 local nbf = redis.call('GET', ARGV[8] .. 'n:' .. h[1]) or '0'
 local out = {outcome, nbf}
 for _, v in ipairs(reply(sid, h)) do out[#out + 1] = v end
-return publish(out)
+return out
 """
 )
 
