@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,6 +16,9 @@ from jwtsess.store.base import SessionStore
 from jwtsess.store.memory import MemoryStore
 from jwtsess.store.redis import RedisStore
 from tests.redis_server import RedisClusterServers, RedisServer, running_cluster, running_redis
+
+if TYPE_CHECKING:  # tests/web_app.py imports this module, so only for types here
+    from tests.web_app import MakeWeb, WebApp
 
 ISSUER = "https://auth.example.test"
 AUDIENCE = "api.example.test"
@@ -155,3 +159,27 @@ def make_issuer(make_kit: Callable[..., TokenKit], store: SessionStore) -> Calla
         return IssuerKit(kit=kit, store=store, issuer=issuer)
 
     return make
+
+
+@pytest.fixture
+async def make_web(
+    make_kit: Callable[..., TokenKit], store: SessionStore
+) -> AsyncIterator[MakeWeb]:
+    """``await make_web(alg="HS256", **options)``: tests/web_app.py's app, closed after."""
+    from tests.web_app import start_web
+
+    built: list[WebApp] = []
+
+    async def make(alg: str = "HS256", **options: object) -> WebApp:
+        web = await start_web(make_kit(alg), store, **options)
+        built.append(web)
+        return web
+
+    yield make
+    for web in built:
+        await web.aclose()
+
+
+@pytest.fixture
+async def web(make_web: MakeWeb) -> WebApp:
+    return await make_web()

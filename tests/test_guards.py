@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jwtsess import InsufficientRole, TokenMissing
-from jwtsess.store.base import SessionStore
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
@@ -26,37 +25,13 @@ from jwtsess.web import (
     require_auth,
     require_role,
 )
-from tests.conftest import TokenKit
-from tests.web_app import WebApp, bearer, start_web
-
-MakeWeb = Callable[..., Awaitable[WebApp]]
+from tests.web_app import MakeWeb, WebApp, bearer
 
 MISSING = 'Bearer realm="{realm}"'
 SCOPE = (
     'Bearer realm="{realm}", error="insufficient_scope", '
     'error_description="The token\'s role does not allow this."'
 )
-
-
-@pytest.fixture
-async def make_web(
-    make_kit: Callable[..., TokenKit], store: SessionStore
-) -> AsyncIterator[MakeWeb]:
-    built: list[WebApp] = []
-
-    async def make(**options: Any) -> WebApp:
-        web = await start_web(make_kit("HS256"), store, **options)
-        built.append(web)
-        return web
-
-    yield make
-    for web in built:
-        await web.aclose()
-
-
-@pytest.fixture
-async def web(make_web: MakeWeb) -> WebApp:
-    return await make_web()
 
 
 def assert_error(response: httpx.Response, status: int, code: str, detail: str, www: str) -> None:

@@ -8,7 +8,7 @@ Starlette's own ``requires`` works), stale revocation state, websockets.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,12 +16,9 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
-from jwtsess.store.base import SessionStore
 from jwtsess.web import JWTAuthMiddleware, WebConfig
 from tests.conftest import TokenKit
-from tests.web_app import WebApp, bearer, start_web, websocket_exchange
-
-MakeWeb = Callable[..., Awaitable[WebApp]]
+from tests.web_app import MakeWeb, WebApp, bearer, websocket_exchange
 
 ROLE_SCOPES = {"user": ["reports"], "admin": ["reports", "billing"]}
 CHALLENGE = 'Bearer realm="jwtsess"'
@@ -32,25 +29,14 @@ def invalid_token(detail: str, realm: str = "jwtsess") -> str:
 
 
 @pytest.fixture
-async def make_web(
-    make_kit: Callable[..., TokenKit], store: SessionStore
-) -> AsyncIterator[MakeWeb]:
-    built: list[WebApp] = []
+def make_web(make_web: MakeWeb) -> MakeWeb:
+    """The shared builder, with this file's role scopes by default."""
 
     async def make(**options: Any) -> WebApp:
         options.setdefault("config", WebConfig(role_scopes=ROLE_SCOPES))
-        web = await start_web(make_kit("HS256"), store, **options)
-        built.append(web)
-        return web
+        return await make_web(**options)
 
-    yield make
-    for web in built:
-        await web.aclose()
-
-
-@pytest.fixture
-async def web(make_web: MakeWeb) -> WebApp:
-    return await make_web()
+    return make
 
 
 def assert_error(

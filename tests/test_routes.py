@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -19,13 +19,10 @@ import pytest
 
 from jwtsess import RedisStore, SessionPolicy, TokenRevoked
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
-from jwtsess.store.base import SessionStore
 from jwtsess.web import WebConfig
 from tests.conftest import T0, TokenKit
 from tests.redis_server import free_port
-from tests.web_app import USER_AGENT, WebApp, bearer, build_web, start_web
-
-MakeWeb = Callable[..., Awaitable[WebApp]]
+from tests.web_app import USER_AGENT, MakeWeb, WebApp, bearer, build_web
 
 CHALLENGE = 'Bearer realm="jwtsess"'
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "session_id"}
@@ -39,27 +36,6 @@ AUTHENTICATED_ROUTES = [
     ("DELETE", "/auth/sessions/abcdefgh.abcdefghijklmnopqrstuv"),
     ("GET", "/auth/session"),
 ]
-
-
-@pytest.fixture
-async def make_web(
-    make_kit: Callable[..., TokenKit], store: SessionStore
-) -> AsyncIterator[MakeWeb]:
-    built: list[WebApp] = []
-
-    async def make(alg: str = "HS256", **options: Any) -> WebApp:
-        web = await start_web(make_kit(alg), store, **options)
-        built.append(web)
-        return web
-
-    yield make
-    for web in built:
-        await web.aclose()
-
-
-@pytest.fixture
-async def web(make_web: MakeWeb) -> WebApp:
-    return await make_web()
 
 
 def invalid_token(detail: str) -> str:

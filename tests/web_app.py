@@ -21,7 +21,7 @@ test's own event loop, so the Redis store's connections stay on one loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -393,6 +393,9 @@ def build_web(
         config=web,
         ticker=ticker,
     )
+
+
+MakeWeb = Callable[..., Awaitable[WebApp]]
 
 
 async def start_web(kit: TokenKit, store: SessionStore, **options: Any) -> WebApp:
