@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .clock import Clock, system_clock
-from .jwk import b64url
+from .jwk import b64url, to_low_s
 from .keyring import KeyRing
 from .settings import TokenSettings
 
@@ -63,9 +63,9 @@ def check_extra_claims(extra_claims: Mapping[str, Any] | None) -> dict[str, Any]
     if clash:
         raise ValueError(f"extra_claims may not set reserved claims: {sorted(clash)}")
     try:
-        json.dumps(extra, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"extra_claims must be JSON-serialisable: {exc}") from None
+        json.dumps(extra, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) too
+        raise ValueError(f"extra_claims must be JSON-serialisable UTF-8: {exc}") from None
     return extra
 
 
@@ -114,5 +114,7 @@ class AccessTokenSigner:
         payload = json.dumps(claims.as_dict(), separators=(",", ":")).encode("utf-8")
         signing_input = key.header_b64 + b"." + b64url(payload).encode("ascii")
         signature = key.algorithm.sign(signing_input, key.sign_key)
+        if key.alg == "ES256":
+            signature = to_low_s(signature)  # one spelling per token (see jwk.is_low_s)
         token = (signing_input + b"." + b64url(signature).encode("ascii")).decode("ascii")
         return token, claims

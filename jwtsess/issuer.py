@@ -42,11 +42,21 @@ class UserClaims:
 ClaimsLoader = Callable[[str], Awaitable[UserClaims | None]]
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no token or JSON answer could carry them
+        return False
+    return True
+
+
 def _check_identity(user_id: object, role: object) -> None:
     if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_LENGTH:
         raise ValueError(f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH}")
     if not isinstance(role, str) or not role:
         raise ValueError("role must be a non-empty string")
+    if not (_utf8(user_id) and _utf8(role)):
+        raise ValueError("user_id and role must be valid UTF-8 text")
 
 
 class Issuer:

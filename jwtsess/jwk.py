@@ -44,6 +44,24 @@ _PUBLIC_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
+# The order of the P-256 group: an ECDSA signature (r, s) also verifies as
+# (r, n - s). ES256 tokens are signed and accepted with s <= n / 2 only.
+P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def is_low_s(raw_signature: bytes) -> bool:
+    """Whether a raw 64-byte ES256 signature r||s has the canonical low s."""
+    return len(raw_signature) == 64 and int.from_bytes(raw_signature[32:]) <= P256_ORDER // 2
+
+
+def to_low_s(raw_signature: bytes) -> bytes:
+    """The canonical spelling (low s) of a raw 64-byte ES256 signature."""
+    s = int.from_bytes(raw_signature[32:])
+    if s <= P256_ORDER // 2:
+        return raw_signature
+    return raw_signature[:32] + (P256_ORDER - s).to_bytes(32)
+
+
 def b64url(data: bytes) -> str:
     """Unpadded base64url, as JOSE writes it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

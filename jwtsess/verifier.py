@@ -29,6 +29,7 @@ from typing import Any, Final, Protocol
 from .access import RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
 from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
+from .jwk import is_low_s
 from .keyring import KeyRing
 from .metrics import MetricsSink
 from .refresh_token import REFRESH_TOKEN_PREFIX
@@ -225,9 +226,9 @@ class Verifier:
         header_seg, payload_seg, signature_seg = parts
 
         header = _json_object(_segment(header_seg, "header"), "header")
-        unexpected = header.keys() - ALLOWED_HEADER_MEMBERS
-        if unexpected:
-            raise TokenInvalid(f"Unsupported header parameter {sorted(unexpected)[0]!r}.")
+        if not header.keys() <= ALLOWED_HEADER_MEMBERS:
+            # Never echo the member name: it is attacker text (and may not be Latin-1).
+            raise TokenInvalid("The token's header has an unsupported parameter.")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYP:
             raise TokenInvalid("The token's typ is not at+jwt.")
@@ -243,6 +244,9 @@ class Verifier:
         signature = _segment(signature_seg, "signature")
         if not signature:
             raise TokenMalformed("The token's signature is empty.")
+        if key.alg == "ES256" and not is_low_s(signature):
+            # (r, n - s) verifies too; accepting only low s keeps one spelling per token.
+            raise TokenInvalid("The token's signature is not canonical.")
         signing_input = token[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
         if not key.algorithm.verify(signing_input, key.verify_key, signature):
             raise TokenInvalid("The token's signature does not verify.")

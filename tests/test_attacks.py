@@ -47,7 +47,7 @@ from jwtsess import (
     init_keys,
     rotate_keys,
 )
-from jwtsess.jwk import SigningKey, public_jwk_of
+from jwtsess.jwk import SigningKey, public_jwk_of, to_low_s
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
 from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, T0, MutableClock, TokenKit
 
@@ -111,7 +111,10 @@ def sign(alg: str, key: Any, message: bytes) -> bytes:
     if family == "ES":
         r, s = decode_dss_signature(key.sign(message, ec.ECDSA(hash_alg)))
         size = (int(key.curve.key_size) + 7) // 8
-        return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        # Canonical low s, as jwtsess signs (jwk.is_low_s): a valid forgery must
+        # fail for the attack's reason, not for a high s.
+        return to_low_s(raw) if alg == "ES256" else raw
     raise ValueError(f"cannot sign with {alg!r}")
 
 
@@ -977,3 +980,15 @@ def test_wrong_or_missing_typ_is_refused(kit: KitFactory, typ: object) -> None:
 def test_non_string_sub_is_refused(kit: KitFactory, sub: object) -> None:
     k = kit("RS256")
     invalid(k.verifier, valid_token(active_key(k), sub=sub))
+
+
+def test_es256_high_s_twin_of_a_valid_signature_is_refused(kit: KitFactory) -> None:
+    """(r, n - s) verifies under plain ECDSA; jwtsess accepts only the low-s spelling."""
+    k = kit("ES256")
+    key = active_key(k)
+    token = forge(header_for(key), claims(), key.sign_key, "ES256")  # low s
+    head, payload, sig = token.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    twin = raw[:32] + (P256_ORDER - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    assert k.verifier.verify(token).sub
+    invalid(k.verifier, f"{head}.{payload}.{b64(twin)}")

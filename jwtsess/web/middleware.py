@@ -202,8 +202,9 @@ class JWTAuthMiddleware:
             raise
         # CSRF matters only once the cookie has actually authenticated the request.
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
-            expected = cookies.get(self._csrf_cookie, "")
-            given = csrf.decode("latin-1") if csrf is not None else ""
+            expected = cookies.get(self._csrf_cookie, "").encode("latin-1")
+            given = csrf if csrf is not None else b""
+            # Bytes: compare_digest refuses non-ASCII str, and a cookie may hold anything.
             if not expected or not hmac.compare_digest(expected, given):
                 raise CSRFFailed("A cookie-authenticated request needs the CSRF header.")
         return claims

@@ -20,7 +20,8 @@ _INVALID_TOKEN: Final = frozenset(
 
 
 def _quoted(text: str) -> str:
-    return text.replace("\\", "").replace('"', "'")
+    """Safe inside a quoted header value: printable ASCII, no quotes or backslashes."""
+    return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
 def challenge(config: WebConfig, error: AuthError) -> str | None:

@@ -60,7 +60,9 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     if content_type != "application/json":
         raise BadRequest("Content-Type must be application/json.")
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    if declared is not None and not (
+        declared.isascii() and declared.isdigit() and len(declared) <= 12 and int(declared) <= limit
+    ):
         raise BadRequest(f"The body is larger than {limit} bytes.")
     body = bytearray()
     async for chunk in request.stream():
@@ -129,7 +131,9 @@ class AuthRoutes:
         else:
             expected = request.cookies.get(config.csrf_cookie_name, "")
             given = request.headers.get(config.csrf_header, "")
-            if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
+            if not expected or not hmac.compare_digest(
+                expected.encode("latin-1"), given.encode("latin-1")
+            ):
                 raise CSRFFailed("A cookie refresh needs the CSRF header.")
             token, cookie_mode = cookie_token, True
 
