@@ -79,9 +79,13 @@ class Requirement:
     def _decorate(self, endpoint: Endpoint) -> Endpoint:
         @functools.wraps(endpoint)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            conn = next(
-                (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
-            )
+            # Functions take the connection first, methods second: look there before scanning.
+            if args and isinstance(args[0], HTTPConnection):
+                conn: HTTPConnection | None = args[0]
+            else:
+                conn = next(
+                    (a for a in (*args, *kwargs.values()) if isinstance(a, HTTPConnection)), None
+                )
             if conn is None:
                 raise TypeError("a guarded endpoint must take a Request or WebSocket")
             try:
