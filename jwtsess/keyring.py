@@ -69,7 +69,6 @@ class KeyRing:
         self._monotonic = monotonic
         self._loaded = self._read()
         self._last_check = monotonic()
-        self._next_check = self._last_check + check_interval
         self.generation = 0
         self.last_error: KeyringError | None = None
 
@@ -107,7 +106,6 @@ class KeyRing:
         :raises KeyringError: if the directory is unusable; the old ring stays.
         """
         self._last_check = self._monotonic()
-        self._next_check = self._last_check + self._check_interval
         loaded = self._read(self._loaded.by_kid)
         if loaded.fingerprint == self._loaded.fingerprint:
             return False
@@ -122,7 +120,6 @@ class KeyRing:
         if now - self._last_check < interval:
             return
         self._last_check = now
-        self._next_check = now + self._check_interval
         try:
             _, info = read_manifest(self.directory)
             if (info.st_ino, info.st_size, info.st_mtime_ns) != self._loaded.fingerprint:
@@ -138,7 +135,7 @@ class KeyRing:
 
         On the per-request path: one clock read and one comparison.
         """
-        if self._monotonic() >= self._next_check:
+        if self._monotonic() - self._last_check >= self._check_interval:
             self._maybe_reload(self._check_interval)
 
     @property

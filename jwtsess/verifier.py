@@ -152,7 +152,7 @@ class Verifier:
         metrics: MetricsSink | None = None,
     ) -> None:
         self._keyring = keyring
-        self.metrics = metrics
+        self._metrics = metrics
         # Dispatch once, here: without metrics, verify is _verify itself (no extra
         # call on the per-request path).
         self.verify = self._verify_counted if metrics is not None else self._verify  # type: ignore[method-assign]
@@ -174,8 +174,13 @@ class Verifier:
         """
         return self._verify(token)
 
+    @property
+    def metrics(self) -> MetricsSink | None:
+        """The metrics sink given at construction (fixed: ``verify`` is chosen by it)."""
+        return self._metrics
+
     def _verify_counted(self, token: str) -> AccessClaims:
-        metrics = self.metrics
+        metrics = self._metrics
         if metrics is None:
             return self._verify(token)
         try:
