@@ -1,20 +1,4 @@
-"""An auto-refreshing client for jwtsess services: an ``httpx.Auth``.
-
-``JWTSessAuth`` attaches the access token to every request of an
-``httpx.Client`` or ``httpx.AsyncClient``, refreshes shortly before it expires
-or once after a 401 (then retries once), and keeps the rotated refresh token
-(``on_refresh`` can persist it). One refresh serves every request waiting for
-it, in threads or tasks: a request that finds the tokens changed, or a refresh
-finished, while it waited for the lock does not refresh again. The refresh is
-sent by the auth flow itself, as ``POST /auth/refresh {"refresh_token": ...}``.
-
-httpx is the optional extra ``jwtsess[client]``; ``import jwtsess`` never
-imports this module. Errors::
-
-    JWTSessError
-    └── RefreshFailed    refresh_failed   (.error: the server's code, or
-                                           no_tokens / invalid_response / http_error)
-"""
+"""``JWTSessAuth``: the ``httpx.Auth`` that attaches, refreshes and retries."""
 
 from __future__ import annotations
 
@@ -23,139 +7,16 @@ import inspect
 import math
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
 
 import httpx
 
-from .clock import Clock, system_clock
-from .errors import JWTSessError
+from ..clock import Clock, system_clock
+from .failures import MAX_DETAIL, RefreshFailed, refusal
+from .tokens import OnRefresh, TokenState
 
-__all__ = ["JWTSessAuth", "OnRefresh", "RefreshFailed", "TokenState"]
-
-#: Statuses of a refresh answer that mean the refresh token is dead: drop it.
-_FATAL_STATUSES = frozenset({400, 401, 403})
-_MAX_DETAIL = 200
-
-
-@dataclass(frozen=True, slots=True)
-class TokenState:
-    """The tokens a client holds. Times are the client clock's epoch seconds.
-
-    :param access_token: sent as ``Authorization: Bearer ...``.
-    :param refresh_token: exchanged for a new pair at the refresh endpoint.
-    :param expires_at: when the access token expires (None: unknown, refresh on 401 only).
-    :param lifetime: how long the access token was granted for (``expires_in``).
-    :param session_id: the server's session id, if it sent one.
-    """
-
-    access_token: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    expires_at: float | None = None
-    lifetime: float | None = None
-    session_id: str | None = None
-
-    @classmethod
-    def from_token_response(cls, body: Mapping[str, Any], *, now: float) -> TokenState:
-        """Read a login or refresh answer (``access_token``, ``refresh_token``,
-        ``expires_in``, ``token_type``, ``session_id``).
-
-        :param body: the decoded JSON object.
-        :param now: the client clock when the answer arrived.
-        :raises ValueError: a token is missing or not a string, ``token_type`` is
-            not Bearer, or ``expires_in`` is not a positive number.
-        """
-        access, refresh = body.get("access_token"), body.get("refresh_token")
-        if not isinstance(access, str) or not access:
-            raise ValueError("the token response has no 'access_token' string")
-        if not isinstance(refresh, str) or not refresh:
-            raise ValueError("the token response has no 'refresh_token' string")
-        token_type = body.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ValueError("the token response's token_type is not Bearer")
-        expires_in = body.get("expires_in")
-        lifetime: float | None = None
-        if expires_in is not None:
-            if (
-                isinstance(expires_in, bool)
-                or not isinstance(expires_in, int | float)
-                or not math.isfinite(expires_in)
-                or expires_in <= 0
-            ):
-                raise ValueError("the token response's expires_in is not a positive number")
-            lifetime = float(expires_in)
-        session_id = body.get("session_id")
-        return cls(
-            access_token=access,
-            refresh_token=refresh,
-            expires_at=now + lifetime if lifetime is not None else None,
-            lifetime=lifetime,
-            session_id=session_id if isinstance(session_id, str) else None,
-        )
-
-
-#: Called with the new tokens after every refresh, sync or ``async``; an
-#: ``async`` one needs an ``httpx.AsyncClient``.
-OnRefresh = Callable[[TokenState], Awaitable[None] | None]
-
-
-class RefreshFailed(JWTSessError):
-    """The tokens could not be refreshed.
-
-    :param error: the server's error code (``refresh_reused``,
-        ``session_not_found``, ``token_invalid``, ``rate_limited``,
-        ``store_unavailable``...) or a client one: ``no_tokens`` (none held),
-        ``invalid_response`` (a 2xx without a token pair), ``http_error`` (an
-        answer without a jwtsess error body).
-    :param detail: the server's ``detail`` text, or a description.
-    :param status_code: the refresh answer's HTTP status (None if none was sent).
-    :param retryable: True when the client kept its tokens (429, 5xx, a bad
-        answer) and a later request may refresh again; False when the server
-        refused the refresh token (400, 401, 403), the client dropped its
-        tokens and the user must log in again.
-    """
-
-    code = "refresh_failed"
-    default_detail = "The session could not be refreshed; log in again."
-
-    def __init__(
-        self,
-        error: str,
-        detail: str | None = None,
-        *,
-        status_code: int | None = None,
-        retryable: bool = False,
-    ) -> None:
-        super().__init__(detail)
-        self.error = error
-        self.status_code = status_code
-        self.retryable = retryable
-
-    def again(self) -> RefreshFailed:
-        """A fresh copy, for another request that shared this refresh."""
-        return RefreshFailed(
-            self.error, self.detail, status_code=self.status_code, retryable=self.retryable
-        )
-
-    def __str__(self) -> str:
-        return f"{self.error}: {self.detail}"
-
-    def __repr__(self) -> str:
-        return f"RefreshFailed(error={self.error!r}, detail={self.detail!r})"
-
-
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    """The ``error`` and ``detail`` of a jwtsess error answer, or generic ones."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), str):
-        detail = body.get("detail")
-        text = detail if isinstance(detail, str) else f"HTTP {response.status_code}"
-        return body["error"][:_MAX_DETAIL], text[:_MAX_DETAIL]
-    return "http_error", f"The refresh endpoint answered HTTP {response.status_code}."
+__all__ = ["JWTSessAuth"]
 
 
 class JWTSessAuth(httpx.Auth):
@@ -314,16 +175,14 @@ class JWTSessAuth(httpx.Auth):
                 fresh = TokenState.from_token_response(body, now=self.clock())
             except ValueError as exc:
                 failure = RefreshFailed(
-                    "invalid_response", str(exc)[:_MAX_DETAIL], status_code=status, retryable=True
+                    "invalid_response", str(exc)[:MAX_DETAIL], status_code=status, retryable=True
                 )
             else:
                 self._state, self._failure = fresh, None
                 return fresh
         else:
-            error, detail = _error_of(response)
-            fatal = status in _FATAL_STATUSES
-            failure = RefreshFailed(error, detail, status_code=status, retryable=not fatal)
-            if fatal:
+            failure = refusal(response)
+            if not failure.retryable:
                 self._state = None
         self._failure = failure
         raise failure.again()
