@@ -210,7 +210,8 @@ class Issuer:
     ) -> TokenPair:
         """Rotate a refresh token and issue a fresh pair.
 
-        :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
+        :raises TokenMalformed: not a refresh token of ours (no store call).
+        :raises TokenInvalid: a refresh token of ours whose MAC does not verify (no store call).
         :raises SessionNotFound: the session ended, expired, or its user is gone.
         :raises RefreshReused: theft; the session has been revoked.
         :raises StoreUnavailable: nothing was rotated; retrying with the same token is safe.
