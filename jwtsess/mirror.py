@@ -88,6 +88,7 @@ class RevocationMirror:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._progress = asyncio.Event()
+        self._listeners: list[RevocationListener] = []
 
     # -- the per-request check (no I/O) ------------------------------------------------
 
@@ -155,8 +156,30 @@ class RevocationMirror:
                     max(old[1], entry.until),
                 )
             applied.append(entry)
-        if applied and self.listener is not None:
-            self.listener(applied)
+        if applied:
+            if self.listener is not None:
+                self.listener(applied)
+            for listener in tuple(self._listeners):
+                try:
+                    listener(applied)
+                except Exception:
+                    # One subscriber's bug must not stop the feed for everyone else.
+                    logger.exception("revocation listener %r failed", listener)
+
+    def add_listener(self, listener: RevocationListener) -> Callable[[], None]:
+        """Call ``listener`` with every batch of revocations applied from now on.
+
+        The listener runs inside ``apply`` on the event loop that follows the
+        feed: it must not block (schedule work instead). Its exceptions are
+        logged and do not stop the feed. Returns a function that removes it.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
 
     def sweep(self) -> None:
         """Drop entries whose tokens have all expired."""

@@ -72,6 +72,30 @@ def test_latest_not_before_wins_and_apply_is_idempotent(mirror: RevocationMirror
     assert len(mirror) == 1
 
 
+def test_listeners_get_each_applied_batch_until_removed(
+    mirror: RevocationMirror, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[list[Revocation]] = []
+
+    def broken(entries: list[Revocation]) -> None:
+        raise RuntimeError("listener bug")
+
+    remove = mirror.add_listener(seen.append)
+    remove_broken = mirror.add_listener(broken)
+    entry = Revocation("sid", "s-1", T0 + 100)
+    with caplog.at_level(logging.ERROR, logger="jwtsess.mirror"):
+        mirror.apply([entry, Revocation("jti", "old", T0 - 1)])  # the expired one is not news
+    assert seen == [[entry]]
+    assert "listener bug" in caplog.text  # logged; the feed and the other listener go on
+    remove()
+    remove()  # idempotent
+    remove_broken()
+    mirror.apply([Revocation("sid", "s-2", T0 + 100)])
+    assert seen == [[entry]]
+    mirror.apply([])  # nothing applied: listeners are not called
+    assert seen == [[entry]]
+
+
 def test_expired_entries_are_ignored_and_swept(
     mirror: RevocationMirror, clock: MutableClock
 ) -> None:
