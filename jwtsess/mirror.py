@@ -46,7 +46,7 @@ class RevocationMirror:
     :param stale_after: seconds without hearing from the feed before ``policy`` applies.
     :param policy: ``"fail_closed"`` (default) or ``"fail_open"``.
     :param block: longest a feed read waits; keep it well below ``stale_after``.
-    :param sweep_interval: seconds between dropping expired entries and trimming the feed.
+    :param sweep_interval: seconds between dropping expired entries (the writers trim the feed).
     :param listener: called with every batch applied (metrics, tests).
     :param monotonic: the staleness clock.
     """
@@ -278,7 +278,6 @@ class RevocationMirror:
                 if now >= self._next_sweep:
                     self._next_sweep = now + self.sweep_interval
                     self.sweep()
-                    await self.store.trim_feed(now=now)
             except StoreUnavailable:
                 if not broken:
                     logger.warning("revocation feed unreachable; retrying")

@@ -62,6 +62,11 @@ def _session(values: Sequence[Any]) -> SessionInfo:
     )
 
 
+def _stream_id(text: str) -> tuple[int, int]:
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _revocation(fields: Mapping[str, str] | Sequence[str]) -> Revocation | None:
     if not isinstance(fields, Mapping):
         fields = dict(zip(fields[::2], fields[1::2], strict=True))
@@ -369,8 +374,10 @@ class RedisStore(SessionStore):
 
     # -- the feed ------------------------------------------------------------------
 
+    # Reading the feed uses read commands only (XRANGE, XINFO STREAM, XREAD), so
+    # a service that only verifies can follow it as a read-only Redis user.
+
     async def feed_snapshot(self, *, now: float) -> FeedBatch:
-        await self.trim_feed(now=now)
         entries: list[Revocation] = []
         cursor, start = "0-0", "-"
         while True:
@@ -388,24 +395,32 @@ class RedisStore(SessionStore):
             cursor = info or cursor
         return FeedBatch(entries, cursor, reset=True)
 
-    async def _feed_last_id(self) -> str | None:
+    async def _feed_info(self) -> dict[str, Any] | None:
         try:
-            info = await self.client.xinfo_stream(self.feed_key)
+            info: dict[str, Any] = await self.client.xinfo_stream(self.feed_key)
         except RedisError as exc:
             if "no such key" in str(exc).lower():
                 return None
             raise StoreUnavailable() from exc
         except OSError as exc:
             raise StoreUnavailable() from exc
-        return str(info["last-generated-id"])
+        return info
+
+    async def _feed_last_id(self) -> str | None:
+        info = await self._feed_info()
+        return None if info is None else str(info["last-generated-id"])
 
     async def feed_resume(self, cursor: str, *, now: float) -> FeedBatch:
-        result = await self._run("RESUME", [self.feed_key], [cursor])
-        if result[0] == "reset":
+        page = await self._call(self.client.xrange(self.feed_key, f"({cursor}", "+", count=10000))
+        # Read the entries first, then ask what was ever deleted: an entry after the
+        # cursor trimmed before the read shows up here (a trim in between only
+        # costs a needless snapshot).
+        info = await self._feed_info()
+        deleted = None if info is None else info.get("max-deleted-entry-id")
+        if deleted is not None and _stream_id(str(deleted)) > _stream_id(cursor):
             return await self.feed_snapshot(now=now)
-        entries = [r for r in (_revocation(fields) for fields in result[3::2]) if r is not None]
-        last = result[-2] if len(result) > 2 else cursor
-        return FeedBatch(entries, last)
+        entries = [r for r in (_revocation(fields) for _, fields in page) if r is not None]
+        return FeedBatch(entries, page[-1][0] if page else cursor)
 
     async def feed_wait(self, cursor: str, *, block: float) -> FeedBatch:
         reply = await self._call(

@@ -19,7 +19,8 @@ first 8 characters of every sid, so all keys of one user share a cluster slot):
 ``P:feed``          STREAM, the revocation feed. Entry fields: k kind (jti|sid|
                     user), s subject, u until (ms), n not-before (s, user only).
                     IDs are ``<now ms>-<seq>`` from the caller's clock. Trimmed
-                    from the oldest end once ``u`` has passed.
+                    from the oldest end once ``u`` has passed, by the scripts
+                    that append (readers only read: docs/revocation-feed.md).
 
 Every script takes the time as an argument (``now`` in ms), never reads the
 server clock, and sets relative TTLs, so frozen-time tests behave like
@@ -54,7 +55,33 @@ end
 local FEED = ARGV[#ARGV]
 local PENDING = {}
 
+-- Drops up to 100 of the oldest feed entries whose until has passed. Returns
+-- true when nothing more is dead at the head (it stopped at a live entry or the end).
+local function trim_batch(feed, now)
+  local batch = redis.call('XRANGE', feed, '-', '+', 'COUNT', 100)
+  local dead = {}
+  for _, entry in ipairs(batch) do
+    local fields = entry[2]
+    local until_ms
+    for i = 1, #fields, 2 do
+      if fields[i] == 'u' then until_ms = tonumber(fields[i + 1]) end
+    end
+    if until_ms and until_ms > now then break end
+    dead[#dead + 1] = entry[1]
+  end
+  if #dead > 0 then redis.call('XDEL', feed, unpack(dead)) end
+  return #dead < #batch or #batch == 0
+end
+
+-- The writer trims as it appends (one batch per script), so feed readers need
+-- only read commands (docs/revocation-feed.md).
+local TRIMMED = false
+
 local function xadd(feed, now, kind, subject, until_ms, nbf)
+  if not TRIMMED then
+    TRIMMED = true
+    trim_batch(feed, now)
+  end
   -- The ID carries the caller's clock unless the stream already holds a later
   -- one (clock skew between processes); then Redis picks.
   local r = redis.pcall('XADD', feed, string.format('%d-*', now),
@@ -310,49 +337,11 @@ return retry
 #: KEYS[1] feed. ARGV: now ms.
 #: Removes the oldest entries whose ``until`` has passed; stops at the first
 #: live one. Returns the stream length after trimming.
-TRIM: Final = r"""
+TRIM: Final = (
+    _PRELUDE
+    + r"""
 local now = tonumber(ARGV[1])
-while true do
-  local batch = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 100)
-  if #batch == 0 then return 0 end
-  local dead = {}
-  for _, entry in ipairs(batch) do
-    local fields = entry[2]
-    local until_ms
-    for i = 1, #fields, 2 do
-      if fields[i] == 'u' then until_ms = tonumber(fields[i + 1]) end
-    end
-    if until_ms and until_ms > now then break end
-    dead[#dead + 1] = entry[1]
-  end
-  if #dead > 0 then redis.call('XDEL', KEYS[1], unpack(dead)) end
-  if #dead < #batch then return redis.call('XLEN', KEYS[1]) end
-end
+while not trim_batch(KEYS[1], now) do end
+return redis.call('XLEN', KEYS[1])
 """
-
-#: KEYS[1] feed. ARGV: cursor (stream ID).
-#: Returns {'reset'} if an entry after the cursor was trimmed (the reader fell
-#: behind), else {'ok', last id, id, fields, id, fields, ...} for entries after it.
-RESUME: Final = r"""
-local cursor = ARGV[1]
-local function after(a, b)  -- is stream ID a later than b?
-  local am, as = string.match(a, '(%d+)-(%d+)')
-  local bm, bs = string.match(b, '(%d+)-(%d+)')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am > bm or (am == bm and as > bs)
-end
-local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
-if type(info) == 'table' and info.err then return {'ok', cursor} end
-local last, deleted
-for i = 1, #info, 2 do
-  if info[i] == 'last-generated-id' then last = info[i + 1] end
-  if info[i] == 'max-deleted-entry-id' then deleted = info[i + 1] end
-end
-if deleted and after(deleted, cursor) then return {'reset'} end
-local out = {'ok', last}
-for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. cursor, '+', 'COUNT', 10000)) do
-  out[#out + 1] = entry[1]
-  out[#out + 1] = entry[2]
-end
-return out
-"""
+)
