@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.redis_server import free_port
@@ -18,53 +20,72 @@ from tests.redis_server import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def demo_port(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "JWTSESS_KEYS_DIR": str(tmp_path / "keys"),
-    }
-    env.pop("REDIS_URL", None)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.app"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    ready = threading.Event()
-    lines: list[str] = []
-    stream = process.stdout
-    assert stream is not None
+class DemoServer:
+    """``python -m examples.app`` on a free port, its output collected line by line."""
 
-    def drain() -> None:
+    def __init__(self, keys_dir: Path) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "JWTSESS_KEYS_DIR": str(keys_dir),
+        }
+        env.pop("REDIS_URL", None)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "examples.app"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(timeout=30) or self.process.poll() is not None:
+            self.stop()
+            pytest.fail("the demo did not start:\n" + "".join(self.lines))
+
+    def _drain(self) -> None:
+        stream = self.process.stdout
+        assert stream is not None
         for raw in stream:
             line = raw.decode("utf-8", "replace")
-            lines.append(line)
-            if "Application startup complete" in line:
-                ready.set()
-        ready.set()
+            self.lines.append(line)
+            if "Uvicorn running on" in line:  # listening (after startup)
+                self._ready.set()
+        self._ready.set()
 
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+    def stop(self) -> str:
+        """Stop gracefully (uvicorn waits for running requests) and return the whole log."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoServer]:
+    server = DemoServer(tmp_path / "keys")
     try:
-        if not ready.wait(timeout=30) or process.poll() is not None:
-            pytest.fail("the demo did not start:\n" + "".join(lines))
-        assert any("store = MemoryStore" in line for line in lines)  # it says what it uses
-        assert any("signing with RS256" in line for line in lines)
-        yield port
+        assert any("store = MemoryStore" in line for line in server.lines)  # it says what it uses
+        assert any("signing with RS256" in line for line in server.lines)
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=10)
-        stream.close()
+        server.stop()
+
+
+@pytest.fixture
+def demo_port(demo: DemoServer) -> int:
+    return demo.port
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -90,3 +111,33 @@ def test_readme_curl_walkthrough(demo_port: int, tmp_path: Path) -> None:
     assert "HTTP/1.1 401" in out  # /me after logout
     assert '"error":"token_revoked"' in out
     assert 'error="invalid_token"' in out
+
+
+def _abandon_body(port: int, path: str) -> None:
+    """Declare a 100-byte JSON body, send 10 bytes of it, and hang up."""
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode("ascii") + b'{"username')
+
+
+def test_client_disconnecting_mid_body_leaves_no_traceback(demo: DemoServer) -> None:
+    """Issue 12 point 5: a client that hangs up mid-body is not a server error.
+
+    20 abandoned bodies on each route that reads one (the demo's login and the
+    library's refresh); the log is read after a graceful stop, by which time
+    uvicorn has finished every request it started.
+    """
+    for _ in range(20):
+        _abandon_body(demo.port, "/auth/login")
+        _abandon_body(demo.port, "/auth/refresh")
+    # The server still answers, and answers properly.
+    with httpx.Client(base_url=f"http://127.0.0.1:{demo.port}", timeout=30) as client:
+        answer = client.post("/auth/refresh", json={"refresh_token": "x"})
+    assert answer.status_code == 401
+    log = demo.stop()
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
+    assert "ERROR" not in log

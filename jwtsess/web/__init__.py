@@ -14,6 +14,7 @@ from .responses import set_session_cookies as set_session_cookies
 from .routes import auth_routes as auth_routes
 from .routes import client_metadata as client_metadata
 from .routes import jwks_route as jwks_route
+from .routes import read_body as read_body
 from .routes import read_json_object as read_json_object
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "client_metadata",
     "error_response",
     "jwks_route",
+    "read_body",
     "read_json_object",
     "require_auth",
     "require_role",
