@@ -207,32 +207,60 @@ def list_table(directory: str | os.PathLike[str], *, clock: Clock = system_clock
     )
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help, except for flags and unset options."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every subcommand's --help shows its defaults: each option has a help text,
+    # and the formatter appends the default to it.
+    helpful = _ShowDefaults
     parser = argparse.ArgumentParser(
-        prog="jwtsess-keys", description="Manage the jwtsess key directory."
+        prog="jwtsess-keys",
+        description="Manage the jwtsess key directory.",
+        formatter_class=helpful,
     )
     parser.add_argument(
         "--dir",
         default=os.environ.get("JWTSESS_KEYS_DIR", "keys"),
-        help="key directory (default: $JWTSESS_KEYS_DIR or ./keys)",
+        help="key directory; $JWTSESS_KEYS_DIR when set",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_init = sub.add_parser("init", help="create the first key and the refresh secret")
-    p_init.add_argument("--alg", choices=SUPPORTED_ALGORITHMS, default="RS256")
+    p_init = sub.add_parser(
+        "init", help="create the first key and the refresh secret", formatter_class=helpful
+    )
+    p_init.add_argument(
+        "--alg", choices=SUPPORTED_ALGORITHMS, default="RS256", help="algorithm of the first key"
+    )
     p_init.add_argument(
         "--publish-delay",
         type=float,
         default=DEFAULT_PUBLISH_DELAY,
-        help="seconds a new key is published before it signs",
+        help="seconds a rotated key is published in the JWKS before it signs",
     )
     p_init.add_argument(
         "--max-token-ttl",
         type=float,
         default=DEFAULT_MAX_TOKEN_TTL,
-        help="longest access-token lifetime the apps use (seconds)",
+        help="longest access-token lifetime the apps use (seconds); "
+        "a retiring key is kept this long after its last signature",
     )
-    p_init.add_argument("--leeway", type=float, default=DEFAULT_LEEWAY)
-    p_rot = sub.add_parser("rotate", help="add the next key (pending for the publish delay)")
+    p_init.add_argument(
+        "--leeway",
+        type=float,
+        default=DEFAULT_LEEWAY,
+        help="extra seconds a retiring key is kept for clock skew before prune removes it "
+        "(a key-schedule margin, not TokenSettings.leeway, which the verifier applies "
+        "to exp/nbf/iat)",
+    )
+    p_rot = sub.add_parser(
+        "rotate", help="add the next key (pending for the publish delay)", formatter_class=helpful
+    )
     p_rot.add_argument(
         "--alg",
         choices=SUPPORTED_ALGORITHMS,
@@ -244,9 +272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="activate now (compromised key); see docs/operations.md",
     )
-    sub.add_parser("prune", help="remove retiring keys whose tokens have all expired")
-    sub.add_parser("list", help="show the keys and their states")
-    sub.add_parser("jwks", help="print the JWKS document")
+    sub.add_parser(
+        "prune",
+        help="remove retiring keys whose tokens have all expired",
+        description="Remove retiring keys once retired_at + max_token_ttl + leeway has passed "
+        "(the last two from the manifest, as init set them).",
+        formatter_class=helpful,
+    )
+    sub.add_parser("list", help="show the keys and their states", formatter_class=helpful)
+    sub.add_parser("jwks", help="print the JWKS document", formatter_class=helpful)
     args = parser.parse_args(argv)
     directory = Path(args.dir)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -388,6 +389,41 @@ def test_bad_arguments_exit_2(
     assert exc.value.code == 2
     assert "usage: jwtsess-keys" in capsys.readouterr().err
     assert not keydir.exists()
+
+
+def _help(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--help"])
+    assert exc.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # one line, however argparse wraps it
+
+
+def _subcommands(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    match = re.search(r"\{([a-z,-]+)\}", _help([], capsys))
+    assert match, "no subcommand list in jwtsess-keys --help"
+    return match.group(1).split(",")
+
+
+def test_every_subcommand_help_shows_its_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every option that takes a value says what it is when not given (flags need not)."""
+    commands = _subcommands(capsys)
+    assert {"init", "rotate", "prune", "list", "jwks"} <= set(commands)
+    for command in [None, *commands]:
+        text = _help([command] if command else [], capsys).split(" options: ", 1)[1]
+        for entry in re.split(r" (?=--[a-z-]+ )", text):
+            takes_value = re.match(r"(--[a-z-]+) ([A-Z_]+|\{[^}]*\})(.*)", entry)
+            if takes_value:
+                option, _, description = takes_value.groups()
+                assert "default" in description, f"jwtsess-keys {command} {option}: {description}"
+
+
+def test_init_help_names_the_schedule_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(["init"], capsys)
+    assert "(default: RS256)" in text
+    assert "(default: 3600.0)" in text
+    assert "(default: 900.0)" in text
+    assert "(default: 60.0)" in text
+    assert "not TokenSettings.leeway" in text  # two different leeways, said so
 
 
 # -- the script -------------------------------------------------------------------------
