@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from tests.redis_server import running_redis
+from tests.support.redis_server import running_redis
 
 from .asgi_cost import per_request, verify_only
 from .http_load import http_throughput

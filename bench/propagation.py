@@ -1,7 +1,7 @@
 """Revocation propagation between two OS processes over one Redis.
 
 This process logs a user in and calls ``logout_everywhere``; a second process
-(``tests/propagation_peer.py``: a Verifier on a RevocationMirror following the
+(``tests/support/propagation_peer.py``: a Verifier on a RevocationMirror following the
 feed) reports the CLOCK_MONOTONIC instant at which its verifier first refuses
 the user's token. CLOCK_MONOTONIC is system-wide on Linux, so the two instants
 compare directly.
@@ -42,7 +42,7 @@ async def propagation(redis_url: str, *, trials: int) -> tuple[float, float, lis
     peer = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.propagation_peer",
+        "tests.support.propagation_peer",
         "--keys",
         directory,
         "--redis",

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The long fuzz campaign behind ``make fuzz``: a million inputs or more, then the counts.
 
-Runs the targets of tests/fuzz_targets.py (the ones tests/test_fuzz.py runs
+Runs the targets of tests/fuzz_targets/ (the ones tests/test_fuzz.py runs
 briefly under hypothesis) with a large budget:
 
 * plain seeded loops (``RandomChooser``) for throughput: mutated, forged and

@@ -5,7 +5,7 @@ Usage (from the repository root)::
 
     .venv/bin/python -m scripts.soak [--seconds 60] [--users 16] [--access-ttl 10]
 
-Starts a private redis-server (tests/redis_server.py: a free port, a temp
+Starts a private redis-server (tests/support/redis_server.py: a free port, a temp
 directory; never the machine's Redis) and the demo (``uvicorn --factory
 examples.app:app_from_env``, one worker, ``REDIS_URL`` pointing at it, a short
 access-token lifetime so refreshes and expiry happen: 10 s by default, refused
@@ -639,7 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     if str(ROOT) not in sys.path:  # `python scripts/soak.py` as well as `-m scripts.soak`
         sys.path.insert(0, str(ROOT))
-    from tests.redis_server import free_port, running_redis
+    from tests.support.redis_server import free_port, running_redis
 
     with tempfile.TemporaryDirectory(prefix="jwtsess-soak-") as temp:
         directory = Path(temp)

@@ -1,11 +1,12 @@
-"""Shared fixtures: factories for keyrings, signers and verifiers on a controllable clock."""
+"""Shared fixtures: factories for keyrings, signers, issuers, stores and the web app.
+
+The types and helpers they build on live in tests/support/.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,42 +16,14 @@ from jwtsess.sessions import SessionPolicy
 from jwtsess.store.base import SessionStore
 from jwtsess.store.memory import MemoryStore
 from jwtsess.store.redis import RedisStore
-from tests.redis_server import RedisClusterServers, RedisServer, running_cluster, running_redis
-
-if TYPE_CHECKING:  # tests/web_app.py imports this module, so only for types here
-    from tests.web_app import MakeWeb, WebApp
-
-ISSUER = "https://auth.example.test"
-AUDIENCE = "api.example.test"
-T0 = 1_800_000_000.0  # a fixed "now" for tests (2027-01-15)
-
-
-class MutableClock:
-    """An injected wall clock that only moves when a test moves it."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@dataclass
-class TokenKit:
-    """A keyring with a signer and a verifier sharing one clock."""
-
-    directory: Path
-    clock: MutableClock
-    keyring: KeyRing
-    settings: TokenSettings
-    signer: AccessTokenSigner
-    verifier: Verifier
-
-    def token(self, sub: str = "user-1", role: str = "user", sid: str = "sid-1") -> str:
-        return self.signer.issue(sub, role, sid)[0]
+from tests.support.kit import AUDIENCE, ISSUER, IssuerKit, MutableClock, TokenKit
+from tests.support.redis_server import (
+    RedisClusterServers,
+    RedisServer,
+    running_cluster,
+    running_redis,
+)
+from tests.support.web_app import MakeWeb, WebApp, start_web
 
 
 @pytest.fixture
@@ -91,9 +64,6 @@ def make_kit(
     return make
 
 
-ALGORITHMS = ("HS256", "RS256", "ES256", "EdDSA")
-
-
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One private redis-server for the whole run (flushed before each test that uses it)."""
@@ -129,17 +99,6 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
         await redis_store.close()
 
 
-@dataclass
-class IssuerKit:
-    kit: TokenKit
-    store: SessionStore
-    issuer: Issuer
-
-    @property
-    def clock(self) -> MutableClock:
-        return self.kit.clock
-
-
 @pytest.fixture
 def make_issuer(make_kit: Callable[..., TokenKit], store: SessionStore) -> Callable[..., IssuerKit]:
     """``make_issuer(alg="HS256", policy=None, **issuer_kwargs)`` on the parametrized store."""
@@ -165,8 +124,7 @@ def make_issuer(make_kit: Callable[..., TokenKit], store: SessionStore) -> Calla
 async def make_web(
     make_kit: Callable[..., TokenKit], store: SessionStore
 ) -> AsyncIterator[MakeWeb]:
-    """``await make_web(alg="HS256", **options)``: tests/web_app.py's app, closed after."""
-    from tests.web_app import start_web
+    """``await make_web(alg="HS256", **options)``: tests/support/web_app.py's app, closed after."""
 
     built: list[WebApp] = []
 

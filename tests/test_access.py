@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, T0, TokenKit
+from tests.support.kit import ALGORITHMS, AUDIENCE, ISSUER, T0, TokenKit
 
 
 def _segment(token: str, index: int) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from jwtsess import (
 )
 from jwtsess.jwk import SigningKey, public_jwk_of, to_low_s
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
-from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, T0, MutableClock, TokenKit
+from tests.support.kit import ALGORITHMS, AUDIENCE, ISSUER, T0, MutableClock, TokenKit
 
 NOW: Final = int(T0)
 LEEWAY: Final = 10  # TokenSettings' default, which every kit here uses

@@ -31,7 +31,7 @@ from jwtsess.client import JWTSessAuth, RefreshFailed, TokenState
 from jwtsess.errors import JWTSessError
 from jwtsess.keytool import init_keys
 from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, auth_routes, require_auth
-from tests.conftest import AUDIENCE, ISSUER, T0, MutableClock
+from tests.support.kit import AUDIENCE, ISSUER, T0, MutableClock
 
 BASE = "http://api.test"
 

@@ -1,6 +1,6 @@
 """Property-based fuzzing of the verifier, refresh tokens, the middleware and the routes.
 
-The targets live in tests/fuzz_targets.py (scripts/fuzz.py runs the same ones
+The targets live in tests/fuzz_targets/ (scripts/fuzz.py runs the same ones
 for a million inputs, ``make fuzz``). Here hypothesis drives them with a
 bounded budget so the file stays well under 30 s inside ``make test``;
 ``JWTSESS_FUZZ_EXAMPLES=<n>`` gives every property ``n`` examples instead::

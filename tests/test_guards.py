@@ -25,7 +25,7 @@ from jwtsess.web import (
     require_auth,
     require_role,
 )
-from tests.web_app import MakeWeb, WebApp, bearer
+from tests.support.web_app import MakeWeb, WebApp, bearer
 
 MISSING = 'Bearer realm="{realm}"'
 SCOPE = (

@@ -15,7 +15,7 @@ from joserfc.jwk import KeySet, import_key
 
 from jwtsess import rotate_keys
 from jwtsess.jwk import thumbprint, to_low_s
-from tests.conftest import AUDIENCE, ISSUER, TokenKit
+from tests.support.kit import AUDIENCE, ISSUER, TokenKit
 
 Kit = Callable[..., TokenKit]
 PUBLISHED = ("RS256", "ES256", "EdDSA")

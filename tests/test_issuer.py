@@ -12,7 +12,7 @@ from jwtsess.audit import AuditEvent
 from jwtsess.issuer import UserClaims
 from jwtsess.refresh_token import decode_refresh_token, new_session_id
 from jwtsess.sessions import ClientMetadata, SessionPolicy
-from tests.conftest import T0, IssuerKit
+from tests.support.kit import T0, IssuerKit
 
 MakeIssuer = Callable[..., IssuerKit]
 META = ClientMetadata(user_agent="UA/1", ip="192.0.2.10")
@@ -265,7 +265,7 @@ async def test_failing_audit_hook_does_not_break_login(
 def test_access_ttl_beyond_keyring_max_is_refused(make_issuer: MakeIssuer) -> None:
     from jwtsess import TokenSettings
     from jwtsess.issuer import Issuer
-    from tests.conftest import AUDIENCE, ISSUER
+    from tests.support.kit import AUDIENCE, ISSUER
 
     env = make_issuer()
     long_lived = TokenSettings(issuer=ISSUER, audience=AUDIENCE, access_ttl=3600)

@@ -23,7 +23,7 @@ from jwtsess.jwk import (
     public_jwk_of,
     thumbprint,
 )
-from tests.conftest import ALGORITHMS
+from tests.support.kit import ALGORITHMS
 
 ASYMMETRIC = ("RS256", "ES256", "EdDSA")
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k", "oth")

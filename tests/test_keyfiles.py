@@ -26,7 +26,7 @@ from jwtsess.keyfiles import (
     read_manifest,
     read_private_file,
 )
-from tests.conftest import T0, MutableClock
+from tests.support.kit import T0, MutableClock
 
 
 def _mode(path: Path) -> int:

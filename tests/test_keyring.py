@@ -23,7 +23,7 @@ from jwtsess import (
 from jwtsess.jwk import b64url
 from jwtsess.keyfiles import MANIFEST_NAME, KeyRecord, Manifest, atomic_write, read_manifest
 from jwtsess.keyring import UNKNOWN_KID_RECHECK_SECONDS
-from tests.conftest import ALGORITHMS, TokenKit
+from tests.support.kit import ALGORITHMS, TokenKit
 
 Kit = Callable[..., TokenKit]
 PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k", "oth")

@@ -19,7 +19,7 @@ from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory, TickingDat
 from jwtsess import KeyRing, KeyringError, init_keys, prune_keys, rotate_keys
 from jwtsess.keyfiles import MANIFEST_NAME, REFRESH_SECRET_NAME, read_manifest
 from jwtsess.keytool import ensure_keys, main
-from tests.conftest import T0, MutableClock
+from tests.support.kit import T0, MutableClock
 
 Frozen = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory
 REPO = Path(__file__).resolve().parent.parent

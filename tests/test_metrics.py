@@ -12,7 +12,7 @@ from jwtsess.issuer import Issuer
 from jwtsess.metrics import PrometheusMetrics
 from jwtsess.mirror import RevocationMirror
 from jwtsess.store.memory import MemoryStore
-from tests.conftest import TokenKit
+from tests.support.kit import TokenKit
 
 
 def value(registry: CollectorRegistry, name: str, **labels: str) -> float:

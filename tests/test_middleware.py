@@ -17,8 +17,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
 from jwtsess.web import JWTAuthMiddleware, WebConfig
-from tests.conftest import TokenKit
-from tests.web_app import MakeWeb, WebApp, bearer, websocket_exchange
+from tests.support.kit import TokenKit
+from tests.support.web_app import MakeWeb, WebApp, bearer, websocket_exchange
 
 ROLE_SCOPES = {"user": ["reports"], "admin": ["reports", "billing"]}
 CHALLENGE = 'Bearer realm="jwtsess"'

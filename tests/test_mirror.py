@@ -16,7 +16,7 @@ from jwtsess.mirror import RevocationMirror
 from jwtsess.refresh_token import new_session_id
 from jwtsess.store.base import Revocation, SessionStore
 from jwtsess.store.memory import MemoryStore
-from tests.conftest import T0, MutableClock, TokenKit
+from tests.support.kit import T0, MutableClock, TokenKit
 
 
 class Ticker:

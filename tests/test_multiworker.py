@@ -54,7 +54,7 @@ import httpx
 import pytest
 
 from jwtsess import init_keys
-from tests.redis_server import free_port, running_redis
+from tests.support.redis_server import free_port, running_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4

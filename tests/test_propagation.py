@@ -1,11 +1,11 @@
 """Acceptance: a revocation reaches every process.
 
-- propagation to a second OS process (tests/propagation_peer.py) through a
+- propagation to a second OS process (tests/support/propagation_peer.py) through a
   private redis-server, with the latency measured on CLOCK_MONOTONIC;
 - the verification path makes no network call (commandstats; Redis stopped);
 - staleness: fail_closed answers 503 revocation_state_stale, fail_open accepts
   and counts;
-- partitions through a loopback TCP proxy (tests/tcp_proxy.py): a cut-off
+- partitions through a loopback TCP proxy (tests/support/redis_proxy.py): a cut-off
   mirror does not see revocations, goes stale, and catches up after the
   network comes back, by resuming or, when the feed was trimmed meanwhile, by
   reloading the live window;
@@ -34,9 +34,9 @@ from jwtsess.issuer import Issuer
 from jwtsess.mirror import RevocationMirror
 from jwtsess.sessions import TokenPair
 from jwtsess.store.redis import RedisStore
-from tests.conftest import AUDIENCE, ISSUER, MutableClock, TokenKit
-from tests.redis_server import RedisClusterServers, RedisServer
-from tests.tcp_proxy import TcpProxy
+from tests.support.kit import AUDIENCE, ISSUER, MutableClock, TokenKit
+from tests.support.redis_proxy import RedisFaultProxy
+from tests.support.redis_server import RedisClusterServers, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_TIMEOUT = 10.0  # bound on every wait for the peer or the mirror
@@ -154,7 +154,7 @@ async def peer_process(
     log_path = tmp_path / "peer-stderr.log"
     with _open_log(log_path) as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.propagation_peer",
+            sys.executable, "-m", "tests.support.propagation_peer",
             "--keys", str(kit.directory),
             "--redis", url,
             "--issuer", ISSUER,
@@ -342,7 +342,7 @@ async def test_cut_off_mirror_resumes_and_enforces_what_it_missed(
     kit = make_kit("HS256")
     store_a = RedisStore.from_url(fresh_redis.url)
     issuer = Issuer(kit.keyring, kit.settings, store_a, clock=kit.clock)
-    proxy = TcpProxy(fresh_redis.port)
+    proxy = RedisFaultProxy(fresh_redis.port)
     await proxy.start()
     store_b = RedisStore.from_url(proxy.url, socket_timeout=0.5)
     monotonic = MutableClock(1000.0)
@@ -405,7 +405,7 @@ async def test_cut_off_mirror_reloads_when_the_feed_was_trimmed_meanwhile(
     store_a = RedisStore.from_url(fresh_redis.url)
     issuer = Issuer(kit.keyring, kit.settings, store_a, clock=clock)
     assert issuer.revocation_ttl == 63
-    proxy = TcpProxy(fresh_redis.port)
+    proxy = RedisFaultProxy(fresh_redis.port)
     await proxy.start()
     store_b = RedisStore.from_url(proxy.url, socket_timeout=0.5)
     monotonic = MutableClock(1000.0)

@@ -22,8 +22,8 @@ from jwtsess.issuer import Issuer
 from jwtsess.refresh_token import decode_refresh_token
 from jwtsess.sessions import ClientMetadata, SessionPolicy, TokenPair
 from jwtsess.store.redis import RedisStore
-from tests.conftest import TokenKit
-from tests.redis_server import RedisServer, running_redis
+from tests.support.kit import TokenKit
+from tests.support.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from jwtsess import (
     rotate_keys,
 )
 from jwtsess.keyfiles import read_manifest
-from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, MutableClock, TokenKit
+from tests.support.kit import ALGORITHMS, AUDIENCE, ISSUER, MutableClock, TokenKit
 
 Kit = Callable[..., TokenKit]
 

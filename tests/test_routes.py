@@ -20,9 +20,9 @@ import pytest
 from jwtsess import RedisStore, SessionPolicy, TokenRevoked
 from jwtsess.refresh_token import encode_refresh_token, new_session_id
 from jwtsess.web import WebConfig
-from tests.conftest import T0, TokenKit
-from tests.redis_server import free_port
-from tests.web_app import USER_AGENT, MakeWeb, WebApp, bearer, build_web
+from tests.support.kit import T0, TokenKit
+from tests.support.redis_server import free_port
+from tests.support.web_app import USER_AGENT, MakeWeb, WebApp, bearer, build_web
 
 CHALLENGE = 'Bearer realm="jwtsess"'
 TOKEN_KEYS = {"access_token", "refresh_token", "token_type", "expires_in", "session_id"}

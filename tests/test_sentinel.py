@@ -16,8 +16,8 @@ import pytest
 import redis
 
 from jwtsess import Issuer, RedisStore, RevocationMirror, TokenRevoked, Verifier
-from tests.conftest import TokenKit
-from tests.redis_server import RedisServer, free_port
+from tests.support.kit import TokenKit
+from tests.support.redis_server import RedisServer, free_port
 
 SERVICE = "jwtsess-test"
 

@@ -8,7 +8,7 @@ from jwtsess import RefreshReused, SessionNotFound
 from jwtsess.refresh_token import new_session_id
 from jwtsess.sessions import ClientMetadata
 from jwtsess.store.base import NewSession, Revocation, SessionStore
-from tests.conftest import T0
+from tests.support.kit import T0
 
 DAY = 86400.0
 ABS, IDLE, GRACE, RTTL = 30 * DAY, 7 * DAY, 10.0, 911.0

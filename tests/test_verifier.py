@@ -18,7 +18,7 @@ from jwtsess import (
     TokenSettings,
     Verifier,
 )
-from tests.conftest import ALGORITHMS, AUDIENCE, ISSUER, TokenKit
+from tests.support.kit import ALGORITHMS, AUDIENCE, ISSUER, TokenKit
 
 
 @pytest.mark.parametrize("alg", ALGORITHMS)

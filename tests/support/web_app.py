@@ -61,7 +61,7 @@ from jwtsess.web import (
     require_role,
     set_session_cookies,
 )
-from tests.conftest import MutableClock, TokenKit
+from tests.support.kit import MutableClock, TokenKit
 
 BASE_URL = "https://testserver"
 CLIENT_IP = "127.0.0.1"

@@ -1,4 +1,4 @@
-"""A loopback TCP proxy for fault tests: forwards 127.0.0.1:<port> to a target port.
+"""The Redis fault proxy: a loopback TCP proxy forwarding 127.0.0.1:<port> to a Redis.
 
 ``cut()`` drops every open connection at once (both sides, without waiting
 for buffered data) and makes the proxy close each new connection as soon as it
@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 
 
-class TcpProxy:
-    """``async with TcpProxy(target_port) as proxy``, or ``start()`` / ``stop()``."""
+class RedisFaultProxy:
+    """``async with RedisFaultProxy(target_port) as proxy``, or ``start()`` / ``stop()``."""
 
     def __init__(self, target_port: int, *, target_host: str = "127.0.0.1") -> None:
         self.target_host = target_host
@@ -65,7 +65,7 @@ class TcpProxy:
             await self._server.wait_closed()
             self._server = None
 
-    async def __aenter__(self) -> TcpProxy:
+    async def __aenter__(self) -> RedisFaultProxy:
         await self.start()
         return self
 

@@ -19,7 +19,7 @@ The properties (docs/errors.md, docs/http.md):
 * refresh tokens: ``decode_refresh_token`` raises only ``TokenMalformed`` /
   ``TokenInvalid``, and decodes only a refresh token we issued, to its own
   ``(sid, gen)``.
-* HTTP, through the real ASGI app of tests/web_app.py on a MemoryStore
+* HTTP, through the real ASGI app of tests/support/web_app.py on a MemoryStore
   (driven directly, no httpx): never an exception out of the app, never a 500,
   never a traceback; every jwtsess error is ``{"error", "detail"}`` with a
   documented code and status (and a challenge on 401); a protected route
@@ -76,8 +76,8 @@ from jwtsess.refresh_token import (
 from jwtsess.store.memory import MemoryStore
 from jwtsess.verifier import RevocationCheck
 from jwtsess.web import WebConfig, error_response
-from tests.conftest import AUDIENCE, ISSUER, T0, MutableClock, TokenKit
-from tests.web_app import WebApp, start_web
+from tests.support.kit import AUDIENCE, ISSUER, T0, MutableClock, TokenKit
+from tests.support.web_app import WebApp, start_web
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """A second OS process for tests/test_propagation.py: a verifier following the revocation feed.
 
-Run as ``python -m tests.propagation_peer --keys DIR --redis URL --issuer ISS
+Run as ``python -m tests.support.propagation_peer --keys DIR --redis URL --issuer ISS
 --audience AUD`` (cwd: the repository root). It builds a KeyRing, a RedisStore,
 a RevocationMirror with a listener and a Verifier on that mirror, all on the
 real system clock, then reads commands from stdin, one a line:
