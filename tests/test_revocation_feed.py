@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from jwtsess.store.redis import RedisStore
-from tests.conftest import T0
-from tests.redis_server import RedisServer
+from tests.support.kit import T0
+from tests.support.redis_server import RedisServer
 
 
 @pytest.fixture
