@@ -182,7 +182,7 @@ async def per_request(alg: str, *, ops: int, rounds: int, redis_url: str | None)
 
     def mirror_state() -> str:
         m = setup.mirror
-        return f"alg {alg}, mirror healthy={m.healthy}, lag={time.monotonic() - m.last_heard:.2f}s"
+        return f"alg {alg}, mirror healthy={m.healthy}, lag={m.lag():.2f}s"
 
     variants.append(
         _app_variant(

@@ -88,7 +88,7 @@ class PrometheusMetrics:
         """Export the mirror's lag, staleness, fail-open accepts and size (read at scrape)."""
         series = {
             "mirror_lag_seconds": ("Seconds since the mirror last heard from the feed.",
-                                   lambda: max(0.0, mirror._monotonic() - mirror.last_heard)),
+                                   mirror.lag),
             "mirror_stale": ("1 while the mirror is stale.",
                              lambda: 0.0 if mirror.healthy else 1.0),
             "mirror_stale_accepts": ("Tokens accepted while stale (fail_open).",

@@ -14,8 +14,16 @@ Every successful read, empty or not, counts as hearing from the feed, so a
 quiet feed is told apart from a dead one without a separate heartbeat key. If
 nothing has been heard for ``stale_after`` seconds, ``check`` applies the
 policy: ``fail_closed`` raises ``RevocationStateStale`` (HTTP 503), and
-``fail_open`` accepts with a rate-limited warning and counts it in
-``stale_accepts``.
+``fail_open`` accepts and counts it in ``stale_accepts``. Each stale spell is
+logged once: a WARNING when it starts (saying which policy now applies) and
+an INFO when the feed is heard again (saying how long it lasted). A mirror
+that was never loaded refuses every token and logs an ERROR naming
+``mirror.start()``, whatever the policy: that is a wiring mistake, not an outage.
+
+Its state is private; read it through ``healthy``, ``lag()``, ``len()``,
+``revokes()``, ``stale_accepts`` and ``resyncs``. Use it as
+``async with mirror:`` (start, then stop) or call ``start()`` / ``stop()`` from
+the app's lifespan.
 """
 
 from __future__ import annotations
@@ -25,12 +33,20 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from types import TracebackType
 from typing import Literal
 
 from .access import AccessClaims
 from .clock import Clock, system_clock
 from .errors import RevocationStateStale, StoreUnavailable, TokenRevoked
-from .store.base import REVOKE_SESSION, REVOKE_TOKEN, FeedBatch, Revocation, SessionStore
+from .store.base import (
+    REVOKE_SESSION,
+    REVOKE_TOKEN,
+    FeedBatch,
+    Revocation,
+    RevocationKind,
+    SessionStore,
+)
 
 logger = logging.getLogger("jwtsess.mirror")
 
@@ -67,70 +83,126 @@ class RevocationMirror:
             raise ValueError("policy must be 'fail_closed' or 'fail_open'")
         if not 0 < block < stale_after:
             raise ValueError("block must be positive and shorter than stale_after")
-        self.store = store
-        self.policy: StalenessPolicy = policy
-        self.stale_after = stale_after
-        self.block = block
-        self.sweep_interval = sweep_interval
-        self.listener = listener
+        self._store = store
+        self._policy: StalenessPolicy = policy
+        self._stale_after = stale_after
+        self._block = block
+        self._sweep_interval = sweep_interval
         self._clock = clock
         self._monotonic = monotonic
         # subject -> until (epoch seconds); user -> (not_before, until)
-        self.denied_tokens: dict[str, float] = {}
-        self.denied_sessions: dict[str, float] = {}
-        self.user_not_before: dict[str, tuple[int, float]] = {}
-        self.cursor: str | None = None
+        self._denied_tokens: dict[str, float] = {}
+        self._denied_sessions: dict[str, float] = {}
+        self._user_not_before: dict[str, tuple[int, float]] = {}
+        self._cursor: str | None = None
         self._stale_at = float("-inf")  # last heard + stale_after: one comparison per request
-        self.stale_accepts = 0
-        self.resyncs = 0
-        self._last_warning = float("-inf")
+        self._stale_since: float | None = None  # set while a stale spell has been reported
+        self._stale_accepts = 0
+        self._resyncs = 0
+        self._never_loaded_reported = False
         self._next_sweep = 0.0
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._progress = asyncio.Event()
-        self._listeners: list[RevocationListener] = []
+        self._listeners: list[RevocationListener] = [] if listener is None else [listener]
 
-    # -- the per-request check (no I/O) ------------------------------------------------
+    # -- configuration (read-only) ----------------------------------------------------
 
     @property
-    def last_heard(self) -> float:
-        """The monotonic instant of the last successful feed read."""
-        return self._stale_at - self.stale_after
+    def store(self) -> SessionStore:
+        return self._store
 
-    @last_heard.setter
-    def last_heard(self, instant: float) -> None:
-        self._stale_at = instant + self.stale_after
+    @property
+    def policy(self) -> StalenessPolicy:
+        return self._policy
+
+    @property
+    def stale_after(self) -> float:
+        return self._stale_after
+
+    @property
+    def block(self) -> float:
+        return self._block
+
+    # -- the per-request check (no I/O) ------------------------------------------------
 
     def check(self, claims: AccessClaims) -> None:
         """Raise if ``claims`` are revoked, or if the mirror is stale under fail_closed."""
         if self._monotonic() > self._stale_at:
             self._stale()
-        if claims.jti in self.denied_tokens or claims.sid in self.denied_sessions:
+        if claims.jti in self._denied_tokens or claims.sid in self._denied_sessions:
             raise TokenRevoked()
-        if self.user_not_before:
-            user = self.user_not_before.get(claims.sub)
+        if self._user_not_before:
+            user = self._user_not_before.get(claims.sub)
             if user is not None and claims.iat < user[0]:
                 raise TokenRevoked()
 
     def _stale(self) -> None:
-        if self.policy == "fail_closed":
+        if self._stale_at == float("-inf"):
+            # Never loaded: a wiring mistake, refused under either policy.
+            if not self._never_loaded_reported:
+                self._never_loaded_reported = True
+                logger.error(
+                    "the revocation mirror was never started: every token is refused with "
+                    "503 revocation_state_stale. Call `await mirror.start()` in the app's "
+                    "lifespan (or use `async with mirror:`)"
+                )
+            raise RevocationStateStale("Revocation state has not been loaded yet.")
+        if self._stale_since is None:
+            self._stale_since = self._stale_at
+            following = "" if self._task is not None else " (not following: call mirror.start())"
+            if self._policy == "fail_closed":
+                logger.warning(
+                    "revocation feed silent for over %.1fs%s: this process now refuses every "
+                    "token with 503 revocation_state_stale (fail_closed) until it hears from it",
+                    self._stale_after,
+                    following,
+                )
+            else:
+                logger.warning(
+                    "revocation feed silent for over %.1fs%s: accepting tokens (fail_open) "
+                    "without revocations made since, until it hears from it",
+                    self._stale_after,
+                    following,
+                )
+        if self._policy == "fail_closed":
             raise RevocationStateStale()
-        self.stale_accepts += 1
-        now = self._monotonic()
-        if now - self._last_warning >= 10:
-            self._last_warning = now
-            logger.warning(
-                "revocation feed silent for over %.1fs; accepting tokens (fail_open), %d so far",
-                self.stale_after,
-                self.stale_accepts,
-            )
+        self._stale_accepts += 1
 
     @property
     def healthy(self) -> bool:
+        """Whether the feed was heard within ``stale_after``."""
         return self._monotonic() <= self._stale_at
 
+    def lag(self) -> float:
+        """Seconds since the last successful feed read (``inf`` if never)."""
+        return max(0.0, self._monotonic() - (self._stale_at - self._stale_after))
+
+    @property
+    def stale_accepts(self) -> int:
+        """Tokens accepted while stale under ``fail_open``."""
+        return self._stale_accepts
+
+    @property
+    def resyncs(self) -> int:
+        """Full reloads of the live window (the start, and after falling behind a trim)."""
+        return self._resyncs
+
+    @property
+    def cursor(self) -> str | None:
+        """The feed position this mirror has applied up to (None before loading)."""
+        return self._cursor
+
+    def revokes(self, kind: RevocationKind, subject: str) -> bool:
+        """Whether a live ``kind`` revocation of ``subject`` is held (tests, health checks)."""
+        if kind == REVOKE_TOKEN:
+            return subject in self._denied_tokens
+        if kind == REVOKE_SESSION:
+            return subject in self._denied_sessions
+        return subject in self._user_not_before
+
     def __len__(self) -> int:
-        return len(self.denied_tokens) + len(self.denied_sessions) + len(self.user_not_before)
+        return len(self._denied_tokens) + len(self._denied_sessions) + len(self._user_not_before)
 
     # -- applying the feed ------------------------------------------------------------------
 
@@ -142,23 +214,21 @@ class RevocationMirror:
             if entry.until <= now:
                 continue  # guards only tokens that have expired already
             if entry.kind == REVOKE_TOKEN:
-                self.denied_tokens[entry.subject] = max(
-                    entry.until, self.denied_tokens.get(entry.subject, 0.0)
+                self._denied_tokens[entry.subject] = max(
+                    entry.until, self._denied_tokens.get(entry.subject, 0.0)
                 )
             elif entry.kind == REVOKE_SESSION:
-                self.denied_sessions[entry.subject] = max(
-                    entry.until, self.denied_sessions.get(entry.subject, 0.0)
+                self._denied_sessions[entry.subject] = max(
+                    entry.until, self._denied_sessions.get(entry.subject, 0.0)
                 )
             else:
-                old = self.user_not_before.get(entry.subject, (0, 0.0))
-                self.user_not_before[entry.subject] = (
+                old = self._user_not_before.get(entry.subject, (0, 0.0))
+                self._user_not_before[entry.subject] = (
                     max(old[0], entry.not_before),
                     max(old[1], entry.until),
                 )
             applied.append(entry)
         if applied:
-            if self.listener is not None:
-                self.listener(applied)
             for listener in tuple(self._listeners):
                 try:
                     listener(applied)
@@ -184,19 +254,29 @@ class RevocationMirror:
     def sweep(self) -> None:
         """Drop entries whose tokens have all expired."""
         now = self._clock()
-        for table in (self.denied_tokens, self.denied_sessions):
+        for table in (self._denied_tokens, self._denied_sessions):
             for subject in [s for s, until in table.items() if until <= now]:
                 del table[subject]
-        for user in [u for u, (_, until) in self.user_not_before.items() if until <= now]:
-            del self.user_not_before[user]
+        for user in [u for u, (_, until) in self._user_not_before.items() if until <= now]:
+            del self._user_not_before[user]
 
     def _heard(self, batch: FeedBatch) -> None:
         if batch.reset:
-            self.resyncs += 1
+            self._resyncs += 1
         # Healthy first, so a listener that verifies tokens sees a fresh mirror.
-        self.last_heard = self._monotonic()
+        now = self._monotonic()
+        self._stale_at = now + self._stale_after
+        if self._stale_since is not None:
+            logger.info(
+                "revocation feed heard again: tokens are checked again after %.1fs stale "
+                "(%s; %d accepted unchecked)",
+                now - self._stale_since,
+                self._policy,
+                self._stale_accepts,
+            )
+            self._stale_since = None
         self.apply(batch.entries)
-        self.cursor = batch.cursor
+        self._cursor = batch.cursor
         self._progress.set()
         self._progress = asyncio.Event()
 
@@ -207,14 +287,14 @@ class RevocationMirror:
 
         :raises StoreUnavailable: the store could not be reached.
         """
-        self._heard(await self.store.feed_snapshot(now=self._clock()))
+        self._heard(await self._store.feed_snapshot(now=self._clock()))
 
     async def sync(self) -> None:
         """Catch up with the feed now (after a revocation made by this process)."""
-        if self.cursor is None:
+        if self._cursor is None:
             await self.load()
         else:
-            self._heard(await self.store.feed_resume(self.cursor, now=self._clock()))
+            self._heard(await self._store.feed_resume(self._cursor, now=self._clock()))
 
     async def start(self) -> None:
         """Load the live window, then follow the feed in a background task.
@@ -223,6 +303,18 @@ class RevocationMirror:
         """
         await self.load()
         self._task = asyncio.create_task(self._follow(), name="jwtsess-revocation-mirror")
+
+    async def __aenter__(self) -> RevocationMirror:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         """Stop following. Returns within about ``block`` seconds.
@@ -236,7 +328,7 @@ class RevocationMirror:
             return
         self._stopping = True
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout=self.block + 1.0)
+            await asyncio.wait_for(asyncio.shield(task), timeout=self._block + 1.0)
         except TimeoutError:
             # On Python 3.11 a cancel can be swallowed inside redis-py's own
             # wait_for; cancel again until the task is really done.
@@ -265,18 +357,18 @@ class RevocationMirror:
         broken = False
         while not self._stopping:
             try:
-                if self.cursor is None:
+                if self._cursor is None:
                     await self.load()
                 elif broken:
-                    self._heard(await self.store.feed_resume(self.cursor, now=self._clock()))
-                    logger.info("revocation feed back; resumed from %s", self.cursor)
+                    self._heard(await self._store.feed_resume(self._cursor, now=self._clock()))
+                    logger.info("revocation feed back; resumed from %s", self._cursor)
                 if broken:
                     broken, backoff = False, 0.05
-                if self.cursor is not None:
-                    self._heard(await self.store.feed_wait(self.cursor, block=self.block))
+                if self._cursor is not None:
+                    self._heard(await self._store.feed_wait(self._cursor, block=self._block))
                 now = self._clock()
                 if now >= self._next_sweep:
-                    self._next_sweep = now + self.sweep_interval
+                    self._next_sweep = now + self._sweep_interval
                     self.sweep()
             except StoreUnavailable:
                 if not broken:
@@ -284,4 +376,4 @@ class RevocationMirror:
                 broken = True
                 # Wait before reconnecting so a down Redis is not hammered.
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.block)
+                backoff = min(backoff * 2, self._block)

@@ -12,7 +12,7 @@ import pytest
 from jwtsess import RevocationStateStale, TokenRevoked, Verifier
 from jwtsess.access import AccessClaims
 from jwtsess.issuer import Issuer
-from jwtsess.mirror import RevocationMirror
+from jwtsess.mirror import RevocationMirror, StalenessPolicy
 from jwtsess.refresh_token import new_session_id
 from jwtsess.store.base import Revocation, SessionStore
 from jwtsess.store.memory import MemoryStore
@@ -40,9 +40,9 @@ def claims(
 
 
 @pytest.fixture
-def mirror(clock: MutableClock) -> RevocationMirror:
+async def mirror(clock: MutableClock) -> RevocationMirror:
     m = RevocationMirror(MemoryStore(), clock=clock, monotonic=Ticker())
-    m.last_heard = m._monotonic()
+    await m.load()  # heard from the (empty) feed: fresh
     return m
 
 
@@ -65,11 +65,21 @@ def test_each_kind_is_enforced(mirror: RevocationMirror) -> None:
     mirror.check(claims(sub="mallory", iat=int(T0) + 1))  # issued at the not-before: fine
 
 
-def test_latest_not_before_wins_and_apply_is_idempotent(mirror: RevocationMirror) -> None:
+def test_latest_not_before_wins_and_apply_is_idempotent(
+    mirror: RevocationMirror, clock: MutableClock
+) -> None:
     entry = Revocation("user", "u", T0 + 100, not_before=int(T0) + 5)
     mirror.apply([entry, Revocation("user", "u", T0 + 50, not_before=int(T0) + 2), entry])
-    assert mirror.user_not_before["u"] == (int(T0) + 5, T0 + 100)
     assert len(mirror) == 1
+    with pytest.raises(TokenRevoked):
+        mirror.check(claims(sub="u", iat=int(T0) + 4))
+    mirror.check(claims(sub="u", iat=int(T0) + 5))
+    clock.advance(99)  # past the shorter until, not the longer one
+    mirror.sweep()
+    assert mirror.revokes("user", "u")
+    clock.advance(1)
+    mirror.sweep()
+    assert not mirror.revokes("user", "u")
 
 
 def test_listeners_get_each_applied_batch_until_removed(
@@ -100,7 +110,8 @@ def test_expired_entries_are_ignored_and_swept(
     mirror: RevocationMirror, clock: MutableClock
 ) -> None:
     mirror.apply([Revocation("jti", "old", T0 - 1), Revocation("jti", "new", T0 + 10)])
-    assert set(mirror.denied_tokens) == {"new"}
+    assert mirror.revokes("jti", "new")
+    assert not mirror.revokes("jti", "old")
     clock.advance(10)
     mirror.sweep()
     assert len(mirror) == 0
@@ -109,36 +120,98 @@ def test_expired_entries_are_ignored_and_swept(
 # -- staleness -------------------------------------------------------------------------------
 
 
-def test_fail_closed_when_stale(clock: MutableClock) -> None:
+async def test_fail_closed_when_stale(clock: MutableClock) -> None:
     ticker = Ticker()
     mirror = RevocationMirror(MemoryStore(), clock=clock, monotonic=ticker, stale_after=5)
-    with pytest.raises(RevocationStateStale):  # never loaded: stale from the start
-        mirror.check(claims())
-    mirror.last_heard = ticker.now
+    await mirror.load()
     ticker.now += 5
     mirror.check(claims())  # exactly at the bound: still fine
     ticker.now += 0.01
     with pytest.raises(RevocationStateStale) as err:
         mirror.check(claims())
     assert (err.value.code, err.value.status) == ("revocation_state_stale", 503)
+    assert mirror.lag() == pytest.approx(5.01)
 
 
-def test_fail_open_accepts_counts_and_warns(
-    clock: MutableClock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("policy", ["fail_closed", "fail_open"])
+def test_a_mirror_never_started_is_a_clear_error(
+    clock: MutableClock, caplog: pytest.LogCaptureFixture, policy: StalenessPolicy
+) -> None:
+    """Issue 12.8: it used to answer 503 (or, under fail_open, accept) and log nothing."""
+    mirror = RevocationMirror(MemoryStore(), clock=clock, monotonic=Ticker(), policy=policy)
+    caplog.set_level(logging.DEBUG, logger="jwtsess.mirror")
+    for _ in range(50):  # refused under either policy: a wiring mistake is not an outage
+        with pytest.raises(RevocationStateStale) as err:
+            mirror.check(claims())
+        assert err.value.status == 503
+    assert mirror.stale_accepts == 0
+    assert [(r.levelno, "mirror.start()" in r.getMessage()) for r in caplog.records] == [
+        (logging.ERROR, True)
+    ]  # once, not once per request
+    assert mirror.lag() == float("inf")
+
+
+async def test_fail_open_accepts_counts_and_still_enforces_what_it_knows(
+    clock: MutableClock,
 ) -> None:
     ticker = Ticker()
     mirror = RevocationMirror(
         MemoryStore(), clock=clock, monotonic=ticker, stale_after=5, policy="fail_open"
     )
+    await mirror.load()
     mirror.apply([Revocation("jti", "bad", T0 + 100)])
     ticker.now += 60
     for _ in range(3):
         mirror.check(claims())
     assert mirror.stale_accepts == 3
-    assert "fail_open" in caplog.text
-    assert caplog.text.count("revocation feed silent") == 1  # rate-limited
     with pytest.raises(TokenRevoked):  # what it does know is still enforced
         mirror.check(claims(jti="bad"))
+
+
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [("fail_closed", "refuses every token"), ("fail_open", "accepting tokens (fail_open)")],
+)
+async def test_a_stale_spell_logs_one_warning_and_one_info_with_its_length(
+    clock: MutableClock, caplog: pytest.LogCaptureFixture, policy: StalenessPolicy, says: str
+) -> None:
+    """Issue 12.8: fail_closed went stale silently; fail_open warned every 10 s."""
+    ticker = Ticker()
+    mirror = RevocationMirror(
+        MemoryStore(), clock=clock, monotonic=ticker, stale_after=5, policy=policy
+    )
+    await mirror.load()
+    caplog.set_level(logging.DEBUG, logger="jwtsess.mirror")
+    for _ in range(240):  # a request every 0.5 s for two minutes, the feed silent
+        ticker.now += 0.5
+        try:
+            mirror.check(claims())
+        except RevocationStateStale:
+            assert policy == "fail_closed"
+    assert mirror.stale_accepts == (0 if policy == "fail_closed" else 230)
+    await mirror.load()  # heard from the feed again
+    for _ in range(10):
+        mirror.check(claims())
+    records = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert len(records) == 2, records
+    assert records[0][0] == logging.WARNING
+    assert says in records[0][1]
+    assert records[1][0] == logging.INFO
+    assert "after 115.0s stale" in records[1][1]  # stale from 5 s after the last read to 120 s
+
+
+async def test_async_with_starts_and_stops_the_follower(clock: MutableClock) -> None:
+    store = MemoryStore()
+    async with RevocationMirror(store, clock=clock, block=0.05) as mirror:
+        assert mirror.healthy
+        await store.revoke_token("j", now=clock(), until=clock() + 60)
+        for _ in range(20):
+            if mirror.revokes("jti", "j"):
+                break
+            assert await mirror.wait_for_progress(timeout=2.0)
+        assert mirror.revokes("jti", "j")
+    assert mirror.cursor is not None
+    await mirror.stop()  # already stopped: a no-op
 
 
 @pytest.mark.parametrize(
@@ -241,7 +314,7 @@ async def test_background_follower_sees_another_processs_revocation(
         verifier.verify(pair.access_token)
         await other_process.logout(pair.session_id)
         for _ in range(20):
-            if pair.session_id in follower.denied_sessions:
+            if follower.revokes("sid", pair.session_id):
                 break
             assert await follower.wait_for_progress(timeout=2.0)
         with pytest.raises(TokenRevoked):

@@ -100,7 +100,7 @@ async def run(args: argparse.Namespace) -> int:
     mirror = RevocationMirror(store, stale_after=args.stale_after, block=args.block)
     verifier = Verifier(keyring, settings, revocation=mirror)
     peer = Peer(verifier)
-    mirror.listener = peer.listener
+    mirror.add_listener(peer.listener)
     try:
         await mirror.start()
         emit("ready")
