@@ -351,3 +351,31 @@ async def test_rate_limit_fixed_window(store: SessionStore) -> None:
     assert retry == pytest.approx(60 - 20 - 1.25 + 20, abs=0.01)  # the rest of the window
     assert await store.hit_rate_limit(["ip:b"], now=start + 1, limit=3, window=60) == 0
     assert await store.hit_rate_limit(["ip:a"], now=start + 60, limit=3, window=60) == 0
+
+
+async def test_rate_limit_refund_takes_back_one_count_of_its_window(store: SessionStore) -> None:
+    start = T0 + 0.25
+    for _ in range(3):
+        assert await store.hit_rate_limit(["a:1", "b:1"], now=start, limit=3, window=60) == 0
+    await store.refund_rate_limit(["a:1"], now=start + 1, window=60)
+    assert await store.hit_rate_limit(["a:1"], now=start + 2, limit=3, window=60) == 0
+    assert await store.hit_rate_limit(["a:1"], now=start + 2, limit=3, window=60) > 0
+    assert await store.hit_rate_limit(["b:1"], now=start + 2, limit=3, window=60) > 0
+
+
+async def test_rate_limit_refund_never_goes_below_zero_nor_reaches_other_windows(
+    store: SessionStore,
+) -> None:
+    start = T0 + 0.25
+    await store.refund_rate_limit(["c:1"], now=start, window=60)  # nothing counted: no-op
+    await store.hit_rate_limit(["c:1"], now=start, limit=1, window=60)
+    await store.refund_rate_limit(["c:1"], now=start + 60, window=60)  # the next window
+    assert await store.hit_rate_limit(["c:1"], now=start + 1, limit=1, window=60) > 0
+    for _ in range(3):
+        await store.refund_rate_limit(["c:1"], now=start + 1, window=60)
+    assert await store.hit_rate_limit(["c:1"], now=start + 2, limit=1, window=60) == 0
+    assert await store.hit_rate_limit(["c:1"], now=start + 2, limit=1, window=60) > 0
+    # A refund after the window ended creates nothing that would count later.
+    await store.refund_rate_limit(["d:1"], now=start + 120, window=60)
+    assert await store.hit_rate_limit(["d:1"], now=start + 120, limit=1, window=60) == 0
+    assert await store.hit_rate_limit(["d:1"], now=start + 120, limit=1, window=60) > 0

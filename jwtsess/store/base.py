@@ -165,6 +165,16 @@ class SessionStore(abc.ABC):
         their window.
         """
 
+    @abc.abstractmethod
+    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
+        """Take back one request counted by ``hit_rate_limit`` at ``now`` (same ``window``).
+
+        Only the window containing ``now`` is touched, a count never goes below
+        zero, and a bucket whose window has ended stays gone. For limits that
+        count failures: count every attempt atomically, refund the ones that
+        succeeded (``LoginLimiter``).
+        """
+
     # -- the feed ------------------------------------------------------------------
 
     @abc.abstractmethod

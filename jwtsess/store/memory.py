@@ -272,6 +272,13 @@ class MemoryStore(SessionStore):
                 retry_after = max(retry_after, end - now)
         return retry_after
 
+    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
+        end_of_window = (now // window + 1) * window
+        for bucket in buckets:
+            end, count = self._buckets.get(bucket, (0.0, 0))
+            if end == end_of_window and end > now and count > 0:
+                self._buckets[bucket] = (end, count - 1)
+
     # -- the feed --------------------------------------------------------------------
 
     async def feed_snapshot(self, *, now: float) -> FeedBatch:

@@ -361,16 +361,27 @@ class RedisStore(SessionStore):
     async def hit_rate_limit(
         self, buckets: Sequence[str], *, now: float, limit: int, window: float
     ) -> float:
-        # The window index is part of the key, so a bucket from an old window
-        # (under an injected clock) never counts toward the current one.
-        index = int(now // window)
-        keys = [f"{self.prefix}:rl:{bucket}:{index}" for bucket in buckets]
+        keys = self._rate_limit_keys(buckets, now=now, window=window)
         args = [_ms(now), limit, _ms(window)]
         if not self.cluster:
             return int(await self._run("RATE_LIMIT", keys, args)) / 1000
         # Buckets live in different slots: one call each.
         retries = [int(await self._run("RATE_LIMIT", [key], args)) for key in keys]
         return max(retries, default=0) / 1000
+
+    def _rate_limit_keys(self, buckets: Sequence[str], *, now: float, window: float) -> list[str]:
+        # The window index is part of the key, so a bucket from an old window
+        # (under an injected clock) never counts toward the current one.
+        index = int(now // window)
+        return [f"{self.prefix}:rl:{bucket}:{index}" for bucket in buckets]
+
+    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
+        keys = self._rate_limit_keys(buckets, now=now, window=window)
+        if not self.cluster:
+            await self._run("RATE_REFUND", keys, [])
+            return
+        for key in keys:
+            await self._run("RATE_REFUND", [key], [])
 
     # -- the feed ------------------------------------------------------------------
 

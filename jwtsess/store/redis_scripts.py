@@ -334,6 +334,18 @@ end
 return retry
 """
 
+#: KEYS: one counter per bucket (the keys RATE_LIMIT counted in). ARGV: none.
+#: Takes one back from each counter that still exists and is above zero; an
+#: expired window is never recreated (DECR on a missing key would make one
+#: without a TTL). DECR keeps the key's TTL. Returns nothing.
+RATE_REFUND: Final = r"""
+for _, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count > 0 then redis.call('DECR', key) end
+end
+return 0
+"""
+
 #: KEYS[1] feed. ARGV: now ms.
 #: Removes the oldest entries whose ``until`` has passed; stops at the first
 #: live one. Returns the stream length after trimming.

@@ -160,6 +160,10 @@ class OutageStore(SessionStore):
         self._check()
         return await self.inner.hit_rate_limit(buckets, now=now, limit=limit, window=window)
 
+    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
+        self._check()
+        await self.inner.refund_rate_limit(buckets, now=now, window=window)
+
     async def feed_snapshot(self, *, now: float) -> FeedBatch:
         self._check()
         return await self.inner.feed_snapshot(now=now)
