@@ -38,7 +38,7 @@ typecheck: $(STAMP)
 pytest: $(STAMP) redis-server browser
 	$(BIN)/pytest -q
 
-test: lint typecheck docs package pytest
+test: lint typecheck docs pytest
 
 DOCS_STAMP := $(VENV)/.installed-docs
 
@@ -55,6 +55,8 @@ docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # sdist + wheel into dist/, then twine's metadata check (README renders on PyPI).
+# make test covers the same through tests/test_packaging.py, which also installs
+# the wheel and an editable install into fresh venvs and type-checks against them.
 package: $(STAMP)
 	rm -rf dist
 	$(BIN)/python -m build --outdir dist . >/dev/null 2>&1 || $(BIN)/python -m build --outdir dist .
