@@ -23,6 +23,7 @@ from .errors import TokenExpired as TokenExpired
 from .errors import TokenInvalid as TokenInvalid
 from .errors import TokenMalformed as TokenMalformed
 from .errors import TokenMissing as TokenMissing
+from .errors import TokenRejected as TokenRejected
 from .errors import TokenRevoked as TokenRevoked
 from .errors import UnknownKeyId as UnknownKeyId
 from .issuer import ClaimsLoader as ClaimsLoader
@@ -78,6 +79,7 @@ __all__ = [
     "TokenMalformed",
     "TokenMissing",
     "TokenPair",
+    "TokenRejected",
     "TokenRevoked",
     "TokenSettings",
     "UnknownKeyId",

@@ -7,11 +7,12 @@ never carries a token, a key or an internal message.
     JWTSessError                      code                    status
     ├── AuthError                     (client-facing)
     │   ├── TokenMissing              token_missing           401
-    │   ├── TokenMalformed            token_malformed         401
-    │   ├── TokenExpired              token_expired           401
-    │   ├── TokenInvalid              token_invalid           401
-    │   │   └── UnknownKeyId          token_invalid           401
-    │   ├── TokenRevoked              token_revoked           401
+    │   ├── TokenRejected             (the token presented is refused for good)
+    │   │   ├── TokenMalformed        token_malformed         401
+    │   │   ├── TokenExpired          token_expired           401
+    │   │   ├── TokenInvalid          token_invalid           401
+    │   │   │   └── UnknownKeyId      token_invalid           401
+    │   │   └── TokenRevoked          token_revoked           401
     │   ├── SessionNotFound           session_not_found       401
     │   ├── RefreshReused             refresh_reused          401
     │   ├── InsufficientRole          insufficient_role       403
@@ -21,6 +22,10 @@ never carries a token, a key or an internal message.
     │   ├── StoreUnavailable          store_unavailable       503
     │   └── RevocationStateStale      revocation_state_stale  503
     └── KeyringError                  keyring_invalid         (operator error, never sent)
+
+``TokenRejected`` is what the verifier raises about a token itself; an HTTP
+answer carries RFC 6750's ``error="invalid_token"`` for it, and a rejected
+access cookie is deleted rather than answered.
 """
 
 from __future__ import annotations
@@ -54,17 +59,24 @@ class TokenMissing(AuthError):
     default_detail = "No access token was presented."
 
 
-class TokenMalformed(AuthError):
+class TokenRejected(AuthError):
+    """The token presented is refused for good (malformed, expired, invalid or
+    revoked): presenting it again can never succeed. The parent of the
+    verifier's own errors, never raised itself; RFC 6750 calls them all
+    ``invalid_token``. Catch it to treat them alike."""
+
+
+class TokenMalformed(TokenRejected):
     code = "token_malformed"
     default_detail = "The token is not a well-formed compact JWS."
 
 
-class TokenExpired(AuthError):
+class TokenExpired(TokenRejected):
     code = "token_expired"
     default_detail = "The token has expired."
 
 
-class TokenInvalid(AuthError):
+class TokenInvalid(TokenRejected):
     """Signature, header or claims are wrong, or the token is of the wrong kind."""
 
     code = "token_invalid"
@@ -77,7 +89,7 @@ class UnknownKeyId(TokenInvalid):
     default_detail = "The token was signed by an unknown key."
 
 
-class TokenRevoked(AuthError):
+class TokenRevoked(TokenRejected):
     code = "token_revoked"
     default_detail = "The token has been revoked."
 

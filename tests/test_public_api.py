@@ -30,7 +30,25 @@ def test_every_error_code_is_documented() -> None:
     for name in jwtsess.__all__:
         obj = getattr(jwtsess, name)
         if inspect.isclass(obj) and issubclass(obj, jwtsess.JWTSessError):
-            if obj in (jwtsess.JWTSessError, jwtsess.AuthError):
+            if obj in (jwtsess.JWTSessError, jwtsess.AuthError, jwtsess.TokenRejected):
+                assert name in doc, name  # parents: documented, never raised themselves
                 continue
             assert f"`{obj.code}`" in doc, obj
             assert f"`{name}`" in doc, name
+
+
+def test_token_rejected_is_the_parent_of_the_verifiers_errors() -> None:
+    """One family the middleware, the error answers and the refresh route treat alike."""
+    rejected = {
+        cls
+        for name in jwtsess.__all__
+        if inspect.isclass(cls := getattr(jwtsess, name)) and issubclass(cls, jwtsess.TokenRejected)
+    }
+    assert {cls.code for cls in rejected - {jwtsess.TokenRejected}} == {
+        "token_malformed",
+        "token_expired",
+        "token_invalid",
+        "token_revoked",
+    }
+    for cls in (jwtsess.TokenMissing, jwtsess.SessionNotFound, jwtsess.RefreshReused):
+        assert not issubclass(cls, jwtsess.TokenRejected), cls

@@ -23,18 +23,12 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..access import AccessClaims
-from ..errors import AuthError, CSRFFailed, TokenMalformed
+from ..errors import AuthError, CSRFFailed, TokenMalformed, TokenRejected
 from ..verifier import Verifier
 from .config import WebConfig
 from .responses import error_response
 
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# A cookie token failing with one of these is stale: the request proceeds as
-# anonymous and the cookie is deleted (a 401 could never be cured by the page,
-# which cannot touch an HttpOnly cookie). 503s and CSRF failures still answer.
-_STALE_COOKIE_CODES: Final = frozenset(
-    {"token_malformed", "token_expired", "token_invalid", "token_revoked"}
-)
 
 
 class _RejectedCookie(Exception):
@@ -196,10 +190,11 @@ class JWTAuthMiddleware:
             self._check_origin(scope)
         try:
             claims = self.verifier.verify(cookie_token)
-        except AuthError as error:
-            if error.code in _STALE_COOKIE_CODES:
-                raise _RejectedCookie() from error
-            raise
+        except TokenRejected as error:
+            # A stale cookie: the request goes on as anonymous and the cookie is deleted
+            # (a 401 could never be cured by the page, which cannot touch an HttpOnly
+            # cookie). A 503 (stale revocation state) and CSRF failures still answer.
+            raise _RejectedCookie() from error
         # CSRF matters only once the cookie has actually authenticated the request.
         if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
             expected = cookies.get(self._csrf_cookie, "").encode("latin-1")

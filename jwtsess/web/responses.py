@@ -7,16 +7,11 @@ from typing import Final
 
 from starlette.responses import JSONResponse, Response
 
-from ..errors import AuthError, RateLimited, TokenMissing
+from ..errors import AuthError, InsufficientRole, RateLimited, TokenMissing, TokenRejected
 from ..sessions import TokenPair
 from .config import WebConfig
 
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-# Codes that mean "the token itself is bad" (RFC 6750 invalid_token).
-_INVALID_TOKEN: Final = frozenset(
-    {"token_malformed", "token_expired", "token_invalid", "token_revoked"}
-)
 
 
 def _quoted(text: str) -> str:
@@ -29,9 +24,9 @@ def challenge(config: WebConfig, error: AuthError) -> str | None:
     realm = f'Bearer realm="{config.realm}"'
     if isinstance(error, TokenMissing):
         return realm  # RFC 6750 3.1: no error code when no credentials were sent
-    if error.code in _INVALID_TOKEN:
+    if isinstance(error, TokenRejected):
         return f'{realm}, error="invalid_token", error_description="{_quoted(error.detail)}"'
-    if error.code == "insufficient_role":
+    if isinstance(error, InsufficientRole):
         return f'{realm}, error="insufficient_scope", error_description="{_quoted(error.detail)}"'
     if error.status == 401:
         return realm  # RFC 7235: every 401 carries a challenge

@@ -22,10 +22,7 @@ from ..errors import (
     BadRequest,
     CSRFFailed,
     RateLimited,
-    RefreshReused,
     SessionNotFound,
-    TokenInvalid,
-    TokenMalformed,
     TokenMissing,
 )
 from ..issuer import Issuer
@@ -170,10 +167,11 @@ class AuthRoutes:
             if retry_after > 0:
                 raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
             pair = await self.issuer.refresh(token, meta)
-        except (SessionNotFound, RefreshReused, TokenInvalid, TokenMalformed) as error:
-            if not cookie_mode:
+        except AuthError as error:
+            if not cookie_mode or error.status != 401:
                 raise
-            # This refresh cookie can never work again: drop the session's cookies.
+            # A 401 refuses the refresh token itself (rejected, session ended, reused):
+            # this refresh cookie can never work again, so drop the session's cookies.
             response = error_response(config, error)
             clear_session_cookies(response, config)
             return response
