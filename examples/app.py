@@ -2,7 +2,9 @@
 
 Mounts jwtsess the way the README shows: the middleware, the auth routes under
 ``/auth``, the JWKS, plus a login endpoint, two protected routes and a small
-HTML page. Demo users (passwords hashed with scrypt at start-up):
+HTML page. The login is throttled with ``LoginLimiter`` (429 with
+``Retry-After`` after 5 failures a minute for one account from one address,
+escalating; see docs/http.md). Demo users (passwords hashed with scrypt at start-up):
 
 - ``alice`` / ``alice-demo-password``: role ``admin``
 - ``bob`` / ``bob-demo-password``: role ``user``
@@ -43,6 +45,7 @@ from jwtsess import (
     BadRequest,
     Issuer,
     KeyRing,
+    LoginLimiter,
     MemoryStore,
     RedisStore,
     RevocationMirror,
@@ -135,6 +138,8 @@ def create_app(config: DemoConfig) -> Starlette:
     issuer = Issuer(keyring, settings, store, mirror=mirror)
     verifier = Verifier(keyring, settings, revocation=mirror)
     web = WebConfig(secure=config.secure_cookies)
+    # Password guessing: per account and address, per address, per account (docs/http.md).
+    login_limiter = LoginLimiter(store, clock=issuer.clock)
 
     async def login(request: Request) -> Response:
         try:
@@ -142,6 +147,9 @@ def create_app(config: DemoConfig) -> Starlette:
             username, password = body.get("username"), body.get("password")
             if not isinstance(username, str) or not isinstance(password, str):
                 raise BadRequest("username and password must be strings.")
+            meta = client_metadata(request)
+            # Before the password check: a refused guess costs no hash and tells nothing.
+            attempt = await login_limiter.attempt(username, meta.ip)
             # scrypt takes ~50 ms: off the event loop, so other requests go on.
             role = await run_in_threadpool(DEMO_USERS.check, username, password)
             if role is None:
@@ -150,7 +158,8 @@ def create_app(config: DemoConfig) -> Starlette:
                     status_code=401,
                     headers={"Cache-Control": "no-store"},
                 )
-            pair = await issuer.login(username, role, metadata=client_metadata(request))
+            await attempt.succeeded()  # the limits count failures only
+            pair = await issuer.login(username, role, metadata=meta)
         except AuthError as error:
             return error_response(web, error)
         if body.get("cookie") is True:

@@ -33,6 +33,9 @@ from .keyring import KeyRing as KeyRing
 from .keytool import init_keys as init_keys
 from .keytool import prune_keys as prune_keys
 from .keytool import rotate_keys as rotate_keys
+from .login_limit import LoginAttempt as LoginAttempt
+from .login_limit import LoginLimiter as LoginLimiter
+from .login_limit import LoginLimits as LoginLimits
 from .mirror import RevocationMirror as RevocationMirror
 from .sessions import ClientMetadata as ClientMetadata
 from .sessions import SessionInfo as SessionInfo
@@ -62,6 +65,9 @@ __all__ = [
     "JWTSessError",
     "KeyRing",
     "KeyringError",
+    "LoginAttempt",
+    "LoginLimiter",
+    "LoginLimits",
     "MemoryStore",
     "RateLimited",
     "RedisStore",
