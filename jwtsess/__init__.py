@@ -8,9 +8,16 @@ from .access import AccessClaims as AccessClaims
 from .access import AccessTokenSigner as AccessTokenSigner
 from .audit import AuditEvent as AuditEvent
 from .clock import Clock as Clock
+from .dpop import DPoPProof as DPoPProof
+from .dpop import DPoPSettings as DPoPSettings
+from .dpop import DPoPVerifier as DPoPVerifier
+from .dpop_jwk import DPoPKey as DPoPKey
 from .errors import AuthError as AuthError
 from .errors import BadRequest as BadRequest
 from .errors import CSRFFailed as CSRFFailed
+from .errors import DPoPNonceRequired as DPoPNonceRequired
+from .errors import DPoPProofInvalid as DPoPProofInvalid
+from .errors import DPoPRequired as DPoPRequired
 from .errors import InsufficientRole as InsufficientRole
 from .errors import JWTSessError as JWTSessError
 from .errors import KeyringError as KeyringError
@@ -60,6 +67,13 @@ __all__ = [
     "ClaimsLoader",
     "ClientMetadata",
     "Clock",
+    "DPoPKey",
+    "DPoPNonceRequired",
+    "DPoPProof",
+    "DPoPProofInvalid",
+    "DPoPRequired",
+    "DPoPSettings",
+    "DPoPVerifier",
     "InsufficientRole",
     "Issuer",
     "JWTSessError",

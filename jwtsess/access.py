@@ -2,7 +2,8 @@
 
 Shape (RFC 9068): header ``{"alg", "kid", "typ": "at+jwt"}``; claims ``iss,
 aud, sub, role, sid, jti, iat, nbf, exp`` plus any extra claims the
-application adds, which can never replace a reserved one.
+application adds, which can never replace a reserved one. A token bound to a
+DPoP key (RFC 9449) also carries ``cnf: {"jkt": <RFC 7638 thumbprint>}``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,18 @@ from .jwk import b64url, to_low_s
 from .keyring import KeyRing
 from .settings import TokenSettings
 
-RESERVED_CLAIMS: Final = frozenset({"iss", "aud", "sub", "role", "sid", "jti", "iat", "nbf", "exp"})
+RESERVED_CLAIMS: Final = frozenset(
+    {"iss", "aud", "sub", "role", "sid", "jti", "iat", "nbf", "exp", "cnf"}
+)
 
 
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
-    """The verified claims of an access token."""
+    """The verified claims of an access token.
+
+    ``jkt`` is the thumbprint of the DPoP key the token is bound to (its
+    ``cnf.jkt``), or None for a bearer token.
+    """
 
     sub: str
     role: str
@@ -36,10 +43,11 @@ class AccessClaims:
     aud: str | tuple[str, ...]
     kid: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    jkt: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """All claims as they stood in the token (``aud`` as a string or list)."""
-        return {
+        claims: dict[str, Any] = {
             **self.extra,
             "iss": self.iss,
             "aud": self.aud if isinstance(self.aud, str) else list(self.aud),
@@ -51,6 +59,9 @@ class AccessClaims:
             "nbf": self.nbf,
             "exp": self.exp,
         }
+        if self.jkt is not None:
+            claims["cnf"] = {"jkt": self.jkt}
+        return claims
 
 
 def check_extra_claims(extra_claims: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -87,12 +98,14 @@ class AccessTokenSigner:
         *,
         extra_claims: Mapping[str, Any] | None = None,
         not_before: int = 0,
+        jkt: str | None = None,
     ) -> tuple[str, AccessClaims]:
         """A signed access token and its claims.
 
         :param not_before: the user's revocation instant; ``iat`` is never
             earlier, so a token issued in the same second as a revocation is
             not revoked by it (at most one second ahead, well within leeway).
+        :param jkt: bind the token to this DPoP key thumbprint (``cnf.jkt``).
         :raises ValueError: if ``extra_claims`` names a reserved claim.
         """
         extra = check_extra_claims(extra_claims)
@@ -110,6 +123,7 @@ class AccessTokenSigner:
             aud=self._settings.audience,
             kid=key.kid,
             extra=extra,
+            jkt=jkt,
         )
         payload = json.dumps(claims.as_dict(), separators=(",", ":")).encode("utf-8")
         signing_input = key.header_b64 + b"." + b64url(payload).encode("ascii")

@@ -12,9 +12,12 @@ never carries a token, a key or an internal message.
     │   │   ├── TokenExpired          token_expired           401
     │   │   ├── TokenInvalid          token_invalid           401
     │   │   │   └── UnknownKeyId      token_invalid           401
-    │   │   └── TokenRevoked          token_revoked           401
+    │   │   ├── TokenRevoked          token_revoked           401
+    │   │   └── DPoPRequired          dpop_required           401
     │   ├── SessionNotFound           session_not_found       401
     │   ├── RefreshReused             refresh_reused          401
+    │   ├── DPoPProofInvalid          invalid_dpop_proof      401
+    │   │   └── DPoPNonceRequired     use_dpop_nonce          401
     │   ├── InsufficientRole          insufficient_role       403
     │   ├── CSRFFailed                csrf_failed             403
     │   ├── BadRequest                bad_request             400
@@ -115,6 +118,37 @@ class RefreshReused(AuthError):
         super().__init__(detail)
         self.sid = sid
         self.user_id = user_id
+
+
+class DPoPRequired(TokenRejected):
+    """A DPoP-bound token (``cnf.jkt``) came as a bearer token: it needs its proof."""
+
+    code = "dpop_required"
+    default_detail = "This token is bound to a key: send it as 'Authorization: DPoP' with a proof."
+
+
+class DPoPProofInvalid(AuthError):
+    """The ``DPoP`` proof is missing, malformed, or does not match the request or token.
+
+    RFC 9449's ``invalid_dpop_proof``.
+    """
+
+    code = "invalid_dpop_proof"
+    default_detail = "The DPoP proof is invalid."
+
+
+class DPoPNonceRequired(DPoPProofInvalid):
+    """The proof needs the server's current nonce (RFC 9449 section 8 and 9).
+
+    ``nonce`` is the value to use; the answer carries it in ``DPoP-Nonce``.
+    """
+
+    code = "use_dpop_nonce"
+    default_detail = "Use the nonce in the DPoP-Nonce header."
+
+    def __init__(self, detail: str | None = None, *, nonce: str) -> None:
+        super().__init__(detail)
+        self.nonce = nonce
 
 
 class InsufficientRole(AuthError):

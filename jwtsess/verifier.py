@@ -42,6 +42,7 @@ MAX_STRING_CLAIM_LENGTH: Final = 512
 # NumericDate bounds: a 20-digit integer is already past any sane date, and
 # refusing long digit strings up front avoids int() doing quadratic work.
 _MAX_INT_DIGITS: Final = 20
+_JKT_LENGTH: Final = 43  # base64url of a SHA-256 digest
 
 
 class RevocationCheck(Protocol):
@@ -123,6 +124,21 @@ def _numeric_date(claims: dict[str, Any], name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise TokenInvalid(f"The token's '{name}' claim is not a NumericDate.")
     return int(value)
+
+
+def _confirmation(claims: dict[str, Any]) -> str | None:
+    """The DPoP key thumbprint of ``cnf.jkt`` (RFC 9449 section 6), or None if unbound.
+
+    A ``cnf`` this library cannot check (another confirmation method, extra
+    members) makes the token invalid rather than a bearer token.
+    """
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return None
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) and len(cnf) == 1 else None
+    if not isinstance(jkt, str) or len(jkt) != _JKT_LENGTH:
+        raise TokenInvalid("The token's 'cnf' claim is not a DPoP key thumbprint.")
+    return jkt
 
 
 def _string_claim(claims: dict[str, Any], name: str) -> str:
@@ -284,6 +300,7 @@ class Verifier:
             aud=aud,
             kid=kid,
             extra={k: v for k, v in claims.items() if k not in RESERVED_CLAIMS},
+            jkt=_confirmation(claims),
         )
         now = self._clock()
         if exp + settings.leeway <= now:

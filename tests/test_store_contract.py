@@ -379,3 +379,12 @@ async def test_rate_limit_refund_never_goes_below_zero_nor_reaches_other_windows
     await store.refund_rate_limit(["d:1"], now=start + 120, window=60)
     assert await store.hit_rate_limit(["d:1"], now=start + 120, limit=1, window=60) == 0
     assert await store.hit_rate_limit(["d:1"], now=start + 120, limit=1, window=60) > 0
+
+
+# -- one-time values ------------------------------------------------------------------------
+
+
+async def test_claim_once_is_true_only_the_first_time(store: SessionStore) -> None:
+    assert await store.claim_once("dpop:abc", now=T0, until=T0 + 70) is True
+    assert await store.claim_once("dpop:abc", now=T0 + 1, until=T0 + 71) is False
+    assert await store.claim_once("dpop:abd", now=T0 + 1, until=T0 + 71) is True

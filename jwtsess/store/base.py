@@ -175,6 +175,16 @@ class SessionStore(abc.ABC):
         succeeded (``LoginLimiter``).
         """
 
+    # -- one-time values -------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
+        """Record ``key`` until ``until``; True if it was not recorded yet.
+
+        One atomic step, shared by every process (DPoP proof ``jti``s at the
+        token endpoints). Entries expire at ``until``.
+        """
+
     # -- the feed ------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -78,6 +78,7 @@ class MemoryStore(SessionStore):
         self._next_sweep = 0.0
         self._wakeup: asyncio.Event | None = None
         self._buckets: dict[str, tuple[float, int]] = {}  # bucket -> (window end, count)
+        self._once: dict[str, float] = {}  # claim_once key -> until
 
     # -- helpers -------------------------------------------------------------------
 
@@ -108,6 +109,8 @@ class MemoryStore(SessionStore):
         self._trim(now)
         for bucket in [b for b, (end, _) in self._buckets.items() if end <= now]:
             del self._buckets[bucket]
+        for key in [k for k, until in self._once.items() if until <= now]:
+            del self._once[key]
 
     def _not_before(self, user_id: str, now: float) -> int:
         entry = self._user_not_before.get(user_id)
@@ -278,6 +281,16 @@ class MemoryStore(SessionStore):
             end, count = self._buckets.get(bucket, (0.0, 0))
             if end == end_of_window and end > now and count > 0:
                 self._buckets[bucket] = (end, count - 1)
+
+    # -- one-time values -----------------------------------------------------------------
+
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
+        self._sweep(now)
+        held = self._once.get(key)
+        if held is not None and held > now:
+            return False
+        self._once[key] = until
+        return True
 
     # -- the feed --------------------------------------------------------------------
 

@@ -383,6 +383,14 @@ class RedisStore(SessionStore):
         for key in keys:
             await self._run("RATE_REFUND", [key], [])
 
+    # -- one-time values -------------------------------------------------------------
+
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
+        # One SET NX with a relative expiry (time is the caller's, as everywhere).
+        ttl = max(1, _ms(until - now))
+        done = await self._call(self.client.set(f"{self.prefix}:once:{key}", "1", nx=True, px=ttl))
+        return bool(done)
+
     # -- the feed ------------------------------------------------------------------
 
     # Reading the feed uses read commands only (XRANGE, XINFO STREAM, XREAD), so

@@ -10,6 +10,13 @@ revocation state is stale; websockets are closed with 1008, or 1013 for 503).
 A stale token in the access cookie instead makes the request anonymous and the
 response deletes the cookie, so a browser is never locked out by a cookie its
 scripts cannot see.
+
+DPoP (RFC 9449): ``Authorization: DPoP <token>`` with a ``DPoP`` proof header is
+checked by the ``DPoPVerifier`` (proof for this method and URI, signed by the
+key in the token's ``cnf.jkt``, ``ath`` of this token, never seen before in
+this process); its errors carry a DPoP challenge. A bound token that comes as
+``Bearer`` or in the cookie is refused (``dpop_required``): on the bearer path
+that check is one attribute read on the cached claims.
 """
 
 from __future__ import annotations
@@ -23,7 +30,16 @@ from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..access import AccessClaims
-from ..errors import AuthError, CSRFFailed, TokenMalformed, TokenRejected
+from ..dpop import DPoPVerifier
+from ..errors import (
+    AuthError,
+    CSRFFailed,
+    DPoPProofInvalid,
+    DPoPRequired,
+    TokenInvalid,
+    TokenMalformed,
+    TokenRejected,
+)
 from ..verifier import Verifier
 from .config import WebConfig
 from .responses import error_response
@@ -35,8 +51,15 @@ class _RejectedCookie(Exception):
     """Internal: the access cookie carried a token that no longer verifies."""
 
 
-SCOPE_KEY: Final = "jwtsess"
-_AUTHORIZATION, _COOKIE, _CSRF = 0, 1, 2  # scope entry holding the WebConfig, for guards and routes
+class _DPoPRejected(Exception):
+    """Internal: a request with the DPoP scheme failed; answer with a DPoP challenge."""
+
+    def __init__(self, error: AuthError) -> None:
+        self.error = error
+
+
+SCOPE_KEY: Final = "jwtsess"  # scope entry holding the WebConfig, for guards and routes
+_AUTHORIZATION, _COOKIE, _CSRF, _DPOP = 0, 1, 2, 3  # the headers the scan looks for
 
 
 class JWTUser(BaseUser):
@@ -78,13 +101,21 @@ class JWTAuthMiddleware:
     :param app: the ASGI app to wrap.
     :param verifier: verifies tokens (with a ``RevocationMirror`` as its revocation check).
     :param config: transport options (cookies, CSRF, realm, role scopes).
+    :param dpop: checks DPoP proofs (default: ``DPoPVerifier()``, no nonces, the
+        request's own scheme and host as the origin of ``htu``).
     """
 
     def __init__(
-        self, app: ASGIApp, *, verifier: Verifier, config: WebConfig | None = None
+        self,
+        app: ASGIApp,
+        *,
+        verifier: Verifier,
+        config: WebConfig | None = None,
+        dpop: DPoPVerifier | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
+        self.dpop = dpop or DPoPVerifier()
         self.config = config or WebConfig()
         self._access_cookie = self.config.access_cookie_name
         self._csrf_cookie = self.config.csrf_cookie_name
@@ -92,6 +123,7 @@ class JWTAuthMiddleware:
             b"authorization": _AUTHORIZATION,
             b"cookie": _COOKIE,
             self.config.csrf_header.lower().encode("latin-1"): _CSRF,
+            b"dpop": _DPOP,
         }
         self._scopes: dict[str, AuthCredentials] = {}
 
@@ -110,12 +142,11 @@ class JWTAuthMiddleware:
             scope["auth"] = AuthCredentials()
             await self.app(scope, receive, self._clearing_cookie(send) if kind == "http" else send)
             return
+        except _DPoPRejected as rejected:
+            await self._refuse(scope, receive, send, rejected.error, self.dpop.algs)
+            return
         except AuthError as error:
-            if kind == "http":
-                await error_response(self.config, error)(scope, receive, send)
-            else:
-                code = 1013 if error.status == 503 else 1008
-                await send({"type": "websocket.close", "code": code, "reason": error.code})
+            await self._refuse(scope, receive, send, error, None)
             return
         if claims is None:
             scope["user"] = UnauthenticatedUser()
@@ -124,6 +155,15 @@ class JWTAuthMiddleware:
             scope["user"] = JWTUser(claims)
             scope["auth"] = self._credentials(claims.role)
         await self.app(scope, receive, send)
+
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, error: AuthError, algs: str | None
+    ) -> None:
+        if scope["type"] == "http":
+            await error_response(self.config, error, dpop_algs=algs)(scope, receive, send)
+        else:
+            code = 1013 if error.status == 503 else 1008
+            await send({"type": "websocket.close", "code": code, "reason": error.code})
 
     def _clearing_cookie(self, send: Send) -> Send:
         name = self._access_cookie
@@ -156,6 +196,7 @@ class JWTAuthMiddleware:
         authorization: bytes | None = None
         cookie: bytes | None = None
         csrf: bytes | None = None
+        proof: bytes | None = None
         wanted = self._wanted
         for name, value in scope["headers"]:
             kind = wanted.get(name)
@@ -167,8 +208,12 @@ class JWTAuthMiddleware:
                 authorization = value
             elif kind == _COOKIE:
                 cookie = value if cookie is None else cookie + b"; " + value
-            else:
+            elif kind == _CSRF:
                 csrf = value
+            elif proof is None:
+                proof = value
+            else:
+                proof = b""  # two proofs: refused below (RFC 9449 section 4.3, check 1)
         if authorization is not None:
             # The scheme is case-insensitive (RFC 7235); the token is parsed as bytes
             # and decoded once.
@@ -176,7 +221,15 @@ class JWTAuthMiddleware:
                 token = authorization[7:].strip()
                 if not token or b" " in token:
                     raise TokenMalformed("The Authorization header is not 'Bearer <token>'.")
-                return self.verifier.verify(token.decode("latin-1"))
+                claims = self.verifier.verify(token.decode("latin-1"))
+                if claims.jkt is not None:
+                    raise DPoPRequired()
+                return claims
+            if authorization[:5].lower() == b"dpop ":
+                try:
+                    return self._dpop(scope, authorization[5:].strip(), proof)
+                except AuthError as error:
+                    raise _DPoPRejected(error) from error
             if authorization.strip().lower() == b"bearer":
                 raise TokenMalformed("The Authorization header is not 'Bearer <token>'.")
             # Another scheme (Basic, ...) is not ours to judge: fall through.
@@ -190,6 +243,8 @@ class JWTAuthMiddleware:
             self._check_origin(scope)
         try:
             claims = self.verifier.verify(cookie_token)
+            if claims.jkt is not None:
+                raise DPoPRequired()  # a bound token in a cookie is no better than as Bearer
         except TokenRejected as error:
             # A stale cookie: the request goes on as anonymous and the cookie is deleted
             # (a 401 could never be cured by the page, which cannot touch an HttpOnly
@@ -202,6 +257,23 @@ class JWTAuthMiddleware:
             # Bytes: compare_digest refuses non-ASCII str, and a cookie may hold anything.
             if not expected or not hmac.compare_digest(expected, given):
                 raise CSRFFailed("A cookie-authenticated request needs the CSRF header.")
+        return claims
+
+    def _dpop(self, scope: Scope, token: bytes, proof: bytes | None) -> AccessClaims:
+        """``Authorization: DPoP <token>`` with its proof (RFC 9449 section 7)."""
+        if not token or b" " in token:
+            raise TokenMalformed("The Authorization header is not 'DPoP <token>'.")
+        if proof is None:
+            raise DPoPProofInvalid("A DPoP-bound token needs a DPoP proof header.")
+        if not proof:
+            raise DPoPProofInvalid("The request has more than one DPoP header.")
+        access_token = token.decode("latin-1")
+        claims = self.verifier.verify(access_token)
+        if claims.jkt is None:
+            raise TokenInvalid("The token is not DPoP-bound; send it as Bearer.")
+        self.dpop.verify_resource_request(
+            proof.decode("latin-1"), scope, access_token=access_token, jkt=claims.jkt
+        )
         return claims
 
     def _check_origin(self, scope: Scope) -> None:

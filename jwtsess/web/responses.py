@@ -7,10 +7,21 @@ from typing import Final
 
 from starlette.responses import JSONResponse, Response
 
-from ..errors import AuthError, InsufficientRole, RateLimited, TokenMissing, TokenRejected
+from ..dpop_jwk import PROOF_ALGORITHMS
+from ..errors import (
+    AuthError,
+    DPoPNonceRequired,
+    DPoPProofInvalid,
+    DPoPRequired,
+    InsufficientRole,
+    RateLimited,
+    TokenMissing,
+    TokenRejected,
+)
 from ..sessions import TokenPair
 from .config import WebConfig
 
+_ALL_PROOF_ALGS: Final = " ".join(PROOF_ALGORITHMS)
 NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -19,9 +30,32 @@ def _quoted(text: str) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text)
 
 
-def challenge(config: WebConfig, error: AuthError) -> str | None:
-    """The ``WWW-Authenticate`` value for ``error``, or None if it takes none."""
+def _dpop_challenge(config: WebConfig, error: AuthError, algs: str) -> str:
+    """RFC 9449 section 7.1: the DPoP scheme, its algorithms, and the error."""
+    code = "invalid_token"
+    if isinstance(error, DPoPNonceRequired):
+        code = "use_dpop_nonce"
+    elif isinstance(error, DPoPProofInvalid):
+        code = "invalid_dpop_proof"
+    elif error.code == "insufficient_role":
+        code = "insufficient_scope"
+    described = f'error="{code}", error_description="{_quoted(error.detail)}"'
+    return f'DPoP realm="{config.realm}", algs="{algs}", {described}'
+
+
+def challenge(config: WebConfig, error: AuthError, *, dpop_algs: str | None = None) -> str | None:
+    """The ``WWW-Authenticate`` value for ``error``, or None if it takes none.
+
+    :param dpop_algs: the request used the DPoP scheme: answer with a DPoP
+        challenge listing these proof algorithms.
+    """
     realm = f'Bearer realm="{config.realm}"'
+    if dpop_algs is not None and error.status in (401, 403):
+        return _dpop_challenge(config, error, dpop_algs)
+    if isinstance(error, DPoPRequired):
+        # A bound token sent as Bearer: refuse it, and say which scheme it needs.
+        bearer = f'{realm}, error="invalid_token", error_description="{_quoted(error.detail)}"'
+        return f'{bearer}, DPoP realm="{config.realm}", algs="{_ALL_PROOF_ALGS}"'
     if isinstance(error, TokenMissing):
         return realm  # RFC 6750 3.1: no error code when no credentials were sent
     if isinstance(error, TokenRejected):
@@ -33,12 +67,19 @@ def challenge(config: WebConfig, error: AuthError) -> str | None:
     return None
 
 
-def error_response(config: WebConfig, error: AuthError) -> JSONResponse:
-    """``{"error": code, "detail": safe text}`` with the status and headers the code needs."""
+def error_response(
+    config: WebConfig, error: AuthError, *, dpop_algs: str | None = None
+) -> JSONResponse:
+    """``{"error": code, "detail": safe text}`` with the status and headers the code needs.
+
+    :param dpop_algs: the request used the DPoP scheme (see ``challenge``).
+    """
     headers = dict(NO_STORE)
-    www = challenge(config, error)
+    www = challenge(config, error, dpop_algs=dpop_algs)
     if www is not None:
         headers["WWW-Authenticate"] = www
+    if isinstance(error, DPoPNonceRequired):
+        headers["DPoP-Nonce"] = error.nonce
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 503:

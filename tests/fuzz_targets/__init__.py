@@ -1166,9 +1166,10 @@ class RecordingSigner(AccessTokenSigner):
         *,
         extra_claims: Mapping[str, Any] | None = None,
         not_before: int = 0,
+        jkt: str | None = None,
     ) -> tuple[str, AccessClaims]:
         token, claims = super().issue(
-            sub, role, sid, extra_claims=extra_claims, not_before=not_before
+            sub, role, sid, extra_claims=extra_claims, not_before=not_before, jkt=jkt
         )
         self.issued[claims.jti] = claims
         self.sids.setdefault(sid, len(self.issued))

@@ -45,6 +45,7 @@ from jwtsess import (
     TokenPair,
     Verifier,
 )
+from jwtsess.dpop import DPoPSettings, DPoPVerifier
 from jwtsess.mirror import StalenessPolicy
 from jwtsess.sessions import ClientMetadata, Rotation, SessionInfo
 from jwtsess.store.base import FeedBatch, NewSession, SessionStore
@@ -153,6 +154,10 @@ class OutageStore(SessionStore):
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
         self._check()
         await self.inner.revoke_token(jti, now=now, until=until)
+
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
+        self._check()
+        return await self.inner.claim_once(key, now=now, until=until)
 
     async def hit_rate_limit(
         self, buckets: Sequence[str], *, now: float, limit: int, window: float
@@ -274,6 +279,7 @@ class WebApp:
     mirror: RevocationMirror
     config: WebConfig
     ticker: MutableClock  # the mirror's monotonic (staleness) clock
+    dpop: DPoPVerifier
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
@@ -334,6 +340,7 @@ def build_web(
     config: WebConfig | None = None,
     policy: SessionPolicy | None = None,
     staleness: StalenessPolicy = "fail_closed",
+    dpop: DPoPSettings | None = None,
 ) -> WebApp:
     """The app of examples/app.py on ``kit``'s keys and clock and on ``store``."""
     web = config or WebConfig()
@@ -344,6 +351,7 @@ def build_web(
         kit.keyring, kit.settings, outage, policy=policy, clock=kit.clock, mirror=mirror
     )
     verifier = Verifier(kit.keyring, kit.settings, clock=kit.clock, revocation=mirror)
+    proofs = DPoPVerifier(dpop, clock=kit.clock)
 
     async def login(request: Request) -> Response:
         """Test-only login: the body names the user; no password is checked."""
@@ -385,7 +393,7 @@ def build_web(
             WebSocketRoute("/ws/public", ws_public),
             jwks_route(kit.keyring),
         ],
-        middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web)],
+        middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web, dpop=proofs)],
     )
     return WebApp(
         app=app,
@@ -396,6 +404,7 @@ def build_web(
         mirror=mirror,
         config=web,
         ticker=ticker,
+        dpop=proofs,
     )
 
 
