@@ -9,8 +9,8 @@ from jwtsess.dpop import DPoPSettings, DPoPVerifier, ReplayCache, normalize_htu,
 from jwtsess.dpop_jwk import DPoPKey
 from jwtsess.errors import DPoPNonceRequired, DPoPProofInvalid
 from jwtsess.store.memory import MemoryStore
-from tests.conftest import T0, MutableClock
 from tests.support.dpop import ath, thumbprint
+from tests.support.kit import T0, MutableClock
 
 
 @pytest.mark.parametrize(

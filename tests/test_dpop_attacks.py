@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from jwtsess.dpop import DPoPSettings
 from jwtsess.store.memory import MemoryStore
-from tests.conftest import T0, TokenKit
 from tests.support.dpop import ProofMaker, b64
-from tests.web_app import WebApp, start_web, websocket_exchange
+from tests.support.kit import T0, TokenKit
+from tests.support.web_app import WebApp, start_web, websocket_exchange
 
 URL = "https://testserver/me"
 
