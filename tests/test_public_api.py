@@ -49,6 +49,7 @@ def test_token_rejected_is_the_parent_of_the_verifiers_errors() -> None:
         "token_expired",
         "token_invalid",
         "token_revoked",
+        "dpop_required",  # a DPoP-bound token presented as Bearer or in the cookie
     }
     for cls in (jwtsess.TokenMissing, jwtsess.SessionNotFound, jwtsess.RefreshReused):
         assert not issubclass(cls, jwtsess.TokenRejected), cls
