@@ -36,7 +36,10 @@ from .errors import UnknownKeyId as UnknownKeyId
 from .issuer import ClaimsLoader as ClaimsLoader
 from .issuer import Issuer as Issuer
 from .issuer import UserClaims as UserClaims
+from .jwks_source import JWKSKeySource as JWKSKeySource
 from .keyring import KeyRing as KeyRing
+from .keysource import KeySource as KeySource
+from .keysource import VerificationKey as VerificationKey
 from .keytool import init_keys as init_keys
 from .keytool import prune_keys as prune_keys
 from .keytool import rotate_keys as rotate_keys
@@ -76,8 +79,10 @@ __all__ = [
     "DPoPVerifier",
     "InsufficientRole",
     "Issuer",
+    "JWKSKeySource",
     "JWTSessError",
     "KeyRing",
+    "KeySource",
     "KeyringError",
     "LoginAttempt",
     "LoginLimiter",
@@ -104,6 +109,7 @@ __all__ = [
     "TokenSettings",
     "UnknownKeyId",
     "UserClaims",
+    "VerificationKey",
     "Verifier",
     "init_keys",
     "prune_keys",

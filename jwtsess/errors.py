@@ -87,9 +87,16 @@ class TokenInvalid(TokenRejected):
 
 
 class UnknownKeyId(TokenInvalid):
-    """The ``kid`` names no key in the keyring (never guessed, never a fallback)."""
+    """The ``kid`` names no key in the keyring (never guessed, never a fallback).
+
+    ``kid`` is the unknown key id (for a key source to look for; never sent).
+    """
 
     default_detail = "The token was signed by an unknown key."
+
+    def __init__(self, detail: str | None = None, *, kid: str | None = None) -> None:
+        super().__init__(detail)
+        self.kid = kid
 
 
 class TokenRevoked(TokenRejected):

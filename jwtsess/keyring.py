@@ -164,6 +164,11 @@ class KeyRing:
             key = self._loaded.by_kid.get(kid)
         return key
 
+    async def wait_for_key(self, kid: str) -> bool:
+        """Whether ``kid`` is known now. Nothing to wait for: ``verification_key``
+        already looked at the directory again (rate-limited) when it missed."""
+        return kid in self._loaded.by_kid
+
     @property
     def refresh_secret(self) -> bytes:
         """The MAC secret for refresh tokens (``refresh.secret``)."""

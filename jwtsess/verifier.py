@@ -15,7 +15,11 @@ The order matters and is part of the contract:
 7. revocation, only after the signature verified.
 
 Verified tokens are cached by their full string; a hit still checks expiry
-and revocation on every call, and the cache is dropped when the keyring changes.
+and revocation on every call, and the cache is dropped when the key source changes.
+
+The keys come from a ``KeySource``: a ``KeyRing`` (the issuing side's key
+directory) or a ``JWKSKeySource`` (a service that only verifies). The checks
+are the same with either.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .access import RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
 from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
 from .jwk import is_low_s
-from .keyring import KeyRing
+from .keysource import KeySource
 from .metrics import MetricsSink
 from .refresh_token import REFRESH_TOKEN_PREFIX
 from .settings import TokenSettings
@@ -149,9 +153,10 @@ def _string_claim(claims: dict[str, Any], name: str) -> str:
 
 
 class Verifier:
-    """Verifies access tokens against a keyring.
+    """Verifies access tokens against a key source.
 
-    :param keyring: the keys; the token's ``kid`` chooses one.
+    :param keyring: the keys (a ``KeyRing`` or a ``JWKSKeySource``); the token's
+        ``kid`` chooses one.
     :param settings: issuer, audience, leeway, size and cache limits.
     :param clock: wall-clock seconds.
     :param revocation: checked after the signature on every call (cache hits too).
@@ -160,7 +165,7 @@ class Verifier:
 
     def __init__(
         self,
-        keyring: KeyRing,
+        keyring: KeySource,
         settings: TokenSettings,
         *,
         clock: Clock = system_clock,
@@ -189,6 +194,24 @@ class Verifier:
         :raises TokenRevoked: the revocation check refused it.
         """
         return self._verify(token)
+
+    @property
+    def keys(self) -> KeySource:
+        """The key source given at construction."""
+        return self._keyring
+
+    async def wait_for_key(self, error: BaseException) -> bool:
+        """After ``verify`` raised ``UnknownKeyId``: wait (bounded) for the key source
+        to look for that kid again. True if it knows the kid now (verify once more).
+
+        A local ``KeyRing`` has already looked; a ``JWKSKeySource`` refetches
+        (single-flight, rate-limited). ``error`` may also be an exception caused by
+        ``UnknownKeyId``; anything else answers False at once.
+        """
+        unknown = error if isinstance(error, UnknownKeyId) else error.__cause__
+        if not isinstance(unknown, UnknownKeyId) or unknown.kid is None:
+            return False
+        return await self._keyring.wait_for_key(unknown.kid)
 
     @property
     def metrics(self) -> MetricsSink | None:
@@ -258,7 +281,7 @@ class Verifier:
             raise TokenInvalid("The token's kid is missing or not a short string.")
         key = self._keyring.verification_key(kid)
         if key is None:
-            raise UnknownKeyId()
+            raise UnknownKeyId(kid=kid)
         if header.get("alg") != key.alg:
             raise TokenInvalid("The token's alg does not match its key.")
 

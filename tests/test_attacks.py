@@ -12,6 +12,12 @@ pass for the wrong reason.
 The keyrings are built once per module (RSA key generation is the slow part);
 every test gets a fresh ``Verifier``, so no verified-token cache is shared, and
 nobody moves the shared clock.
+
+Every test that uses ``kit`` runs twice: against the ``KeyRing`` (the issuing
+side) and against a ``JWKSKeySource`` holding only that ring's published JWKS
+(a service that only verifies). A JWKS holds no HMAC key, so HS256 cases run
+against the keyring only (tests/conftest.py deselects the other combination);
+that a JWKS source refuses HS256 outright is tested in tests/test_jwks.py.
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ from jwtsess import (
     AccessClaims,
     AccessTokenSigner,
     AuthError,
+    JWKSKeySource,
     KeyRing,
+    KeySource,
     TokenInvalid,
     TokenMalformed,
     TokenSettings,
     UnknownKeyId,
+    VerificationKey,
     Verifier,
     init_keys,
     rotate_keys,
@@ -201,23 +210,36 @@ def unknown_kid(verifier: Verifier, token: str) -> None:
 # -- fixtures -----------------------------------------------------------------------
 
 
+Rings = tuple[MutableClock, dict[str, KeyRing], dict[str, JWKSKeySource]]
+
+
 @pytest.fixture(scope="module")
-def _shared_rings(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[MutableClock, dict[str, KeyRing]]:
+def _shared_rings(tmp_path_factory: pytest.TempPathFactory) -> Rings:
     clock = MutableClock()  # stays at T0: no test here moves it
     rings: dict[str, KeyRing] = {}
+    published: dict[str, JWKSKeySource] = {}
     for alg in ALGORITHMS:
         directory = tmp_path_factory.mktemp(f"attack-ring-{alg}") / "keys"
         init_keys(directory, alg, clock=clock)
         rings[alg] = KeyRing(directory, clock=clock, monotonic=clock)
-    return clock, rings
+        if alg != "HS256":
+            jwks = directory.parent / "jwks.json"
+            jwks.write_text(json.dumps(rings[alg].jwks()))
+            published[alg] = JWKSKeySource.from_file(jwks, monotonic=clock)
+    return clock, rings, published
+
+
+@pytest.fixture(params=["keyring", "jwks"])
+def key_source(request: pytest.FixtureRequest) -> str:
+    """Which key source the verifier of ``kit`` uses."""
+    return str(request.param)
 
 
 @pytest.fixture
-def kit(_shared_rings: tuple[MutableClock, dict[str, KeyRing]]) -> KitFactory:
-    """``kit(alg, max_token_bytes=None)``: the module's ``alg`` ring, a fresh verifier."""
-    clock, rings = _shared_rings
+def kit(_shared_rings: Rings, key_source: str) -> KitFactory:
+    """``kit(alg, max_token_bytes=None)``: the module's ``alg`` ring, a fresh verifier
+    on that ring or on its published JWKS (``key_source``)."""
+    clock, rings, published = _shared_rings
 
     def make(alg: str, max_token_bytes: int | None = None) -> TokenKit:
         ring = rings[alg]
@@ -225,13 +247,14 @@ def kit(_shared_rings: tuple[MutableClock, dict[str, KeyRing]]) -> KitFactory:
         assert settings.leeway == LEEWAY
         if max_token_bytes is not None:
             settings = replace(settings, max_token_bytes=max_token_bytes)
+        keys: KeySource = ring if key_source == "keyring" else published[alg]
         return TokenKit(
             directory=ring.directory,
             clock=clock,
             keyring=ring,
             settings=settings,
             signer=AccessTokenSigner(ring, settings, clock=clock),
-            verifier=Verifier(ring, settings, clock=clock),
+            verifier=Verifier(keys, settings, clock=clock),
         )
 
     return make
@@ -490,13 +513,14 @@ def test_unknown_kid_on_a_validly_signed_token_is_refused_without_a_search(
     key = active_key(k)
     unknown = b64(secrets.token_bytes(32))  # shaped like a real RFC 7638 thumbprint
     looked_up: list[str] = []
-    real_lookup = k.keyring.verification_key
+    source = k.verifier.keys
+    real_lookup = source.verification_key
 
-    def lookup(kid: str) -> SigningKey | None:
+    def lookup(kid: str) -> VerificationKey | None:
         looked_up.append(kid)
         return real_lookup(kid)
 
-    monkeypatch.setattr(k.keyring, "verification_key", lookup)
+    monkeypatch.setattr(source, "verification_key", lookup)
     token = forge(header_for(key, kid=unknown), claims(), key.sign_key, key.alg)
     unknown_kid(k.verifier, token)
     assert looked_up == [unknown]  # asked once, for that kid only
@@ -845,10 +869,10 @@ def test_8kb_token_is_malformed_before_any_decoding(
 def test_1mb_token_is_malformed_before_any_decoding(
     kit: KitFactory, no_decoding: Callable[[], None]
 ) -> None:
-    key = active_key(kit("HS256"))
+    key = active_key(kit("EdDSA"))
     token = valid_token(key, pad="A" * 768 * 1024)
     assert len(token) >= 1024 * 1024
-    verifier = kit("HS256", max_token_bytes=BIG_LIMIT).verifier
+    verifier = kit("EdDSA", max_token_bytes=BIG_LIMIT).verifier
     no_decoding()
     malformed(verifier, token)
 
@@ -856,7 +880,7 @@ def test_1mb_token_is_malformed_before_any_decoding(
 def test_100k_nested_arrays_beyond_the_limit_are_malformed_before_decoding(
     kit: KitFactory, no_decoding: Callable[[], None]
 ) -> None:
-    k = kit("HS256", max_token_bytes=BIG_LIMIT)
+    k = kit("EdDSA", max_token_bytes=BIG_LIMIT)
     key = active_key(k)
     depth = 100_000
     payload = with_raw_member(claims(), "x", "[" * depth + "]" * depth)
@@ -878,7 +902,7 @@ def test_100k_nested_arrays_beyond_the_limit_are_malformed_before_decoding(
 def test_deeply_nested_json_within_the_limit_is_malformed(
     kit: KitFactory, where: str, nesting: str
 ) -> None:
-    k = kit("HS256", max_token_bytes=BIG_LIMIT)
+    k = kit("EdDSA", max_token_bytes=BIG_LIMIT)
     key = active_key(k)
     header: Json | str = header_for(key)
     payload: Json | str = claims()
@@ -922,9 +946,12 @@ def test_json_serialization_jws_is_malformed(kit: KitFactory, shape: str) -> Non
     malformed(k.verifier, json.dumps(body))
 
 
+@pytest.mark.parametrize("alg", ["HS256", "EdDSA"])
 @pytest.mark.parametrize("gen", [0, 7])
-def test_refresh_token_presented_as_access_token_is_refused(kit: KitFactory, gen: int) -> None:
-    k = kit("HS256")
+def test_refresh_token_presented_as_access_token_is_refused(
+    kit: KitFactory, gen: int, alg: str
+) -> None:
+    k = kit(alg)
     token = encode_refresh_token(k.keyring.refresh_secret, new_session_id("u1"), gen)
     invalid(k.verifier, token)
 

@@ -39,6 +39,7 @@ from ..errors import (
     TokenInvalid,
     TokenMalformed,
     TokenRejected,
+    UnknownKeyId,
 )
 from ..verifier import Verifier
 from .config import WebConfig
@@ -134,7 +135,15 @@ class JWTAuthMiddleware:
             return
         scope[SCOPE_KEY] = self.config
         try:
-            claims = self._authenticate(scope)
+            try:
+                claims = self._authenticate(scope)
+            except (UnknownKeyId, _RejectedCookie, _DPoPRejected) as error:
+                # A key the source does not know yet (an immediate rotation at the
+                # issuer): wait, bounded, for one refetch, then try once more. (The
+                # access token is verified before a DPoP proof is looked at.)
+                if not await self.verifier.wait_for_key(error):
+                    raise
+                claims = self._authenticate(scope)
         except _RejectedCookie:
             # A stale cookie must not lock the browser out: the request goes on
             # anonymously and the response deletes the cookie.
