@@ -52,6 +52,7 @@ from jwtsess import (
     SessionStore,
     TokenSettings,
     Verifier,
+    devices,
 )
 from jwtsess.keytool import ensure_keys
 from jwtsess.web import (
@@ -186,6 +187,7 @@ def create_app(config: DemoConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(devices.preload)  # the session list's device labels
         await mirror.start()
         try:
             yield

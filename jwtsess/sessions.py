@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .access import AccessClaims
+from .devices import device_label
 
 MAX_USER_AGENT_LENGTH = 256
 MAX_IP_LENGTH = 64
@@ -68,12 +69,13 @@ class SessionInfo:
     ip: str | None
 
     def public(self) -> dict[str, Any]:
-        """What a session listing shows its owner."""
+        """What a session listing shows its owner (``device``: see :mod:`jwtsess.devices`)."""
         return {
             "session_id": self.sid,
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "expires_at": self.expires_at,
+            "device": device_label(self.user_agent),
             "user_agent": self.user_agent,
             "ip": self.ip,
         }

@@ -53,6 +53,8 @@ ACCESS_TTL = 3  # seconds; short so that expiry happens during the test
 STARTUP_LINE = "Application startup complete"
 STARTUP_TIMEOUT = 20.0
 TIMEOUT_MS = 10_000  # for Playwright actions and expectations
+# Debian's chromium in headless mode, as jwtsess.devices labels it (needs jwtsess[devices]).
+DEVICE_LABEL = re.compile(r"^(Headless )?Chrome \d+ on Linux \(this device\)$")
 # The page's signed-out messages: after a failed check, or after a failed timed refresh.
 SIGNED_OUT = re.compile(r"^(You are signed out\.|Your session ended\.)$")
 
@@ -249,6 +251,10 @@ def test_demo_page_in_chromium(browser: Browser, demo_url: str, tmp_path: Path) 
         sign_in(page_a, demo_url, "alice", "alice-demo-password")
         expect(page_a.locator("#role")).to_have_text("admin")
         expect(page_a.locator("#sessions tr")).to_have_count(1)
+        # The session reads as a device a person recognises; the raw User-Agent is on hover.
+        device = page_a.locator("#sessions tr td.device")
+        expect(device).to_have_text(DEVICE_LABEL)
+        assert device.get_attribute("title") == page_a.evaluate("navigator.userAgent")
         shot(page_a, shots, "1-signed-in", taken)
 
         # 2. Scripts cannot read the tokens: only the CSRF cookie is visible.
@@ -283,6 +289,9 @@ def test_demo_page_in_chromium(browser: Browser, demo_url: str, tmp_path: Path) 
         page_b.on("pageerror", lambda error: page_errors.append(f"B: {error}"))
         sign_in(page_b, demo_url, "alice", "alice-demo-password")
         expect(page_b.locator("#sessions tr")).to_have_count(2)
+        expect(page_b.locator("#sessions tr:not(.current) td.device")).to_have_text(
+            re.compile(r"^(Headless )?Chrome \d+ on Linux$")  # the other browser, not "this device"
+        )
         page_b.click("#logout-all")
         expect(page_b.locator("#login")).to_be_visible()
         expect(page_b.locator("#status")).to_have_text("Signed out everywhere.")
