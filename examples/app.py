@@ -18,7 +18,13 @@ Configuration comes from the environment:
 - ``JWTSESS_ACCESS_TTL``: access-token lifetime in seconds (default 900);
 - ``JWTSESS_SECURE_COOKIES``: ``1`` for ``Secure`` / ``__Host-`` cookies
   (default ``0``: the demo is served over plain http on loopback);
-- ``REDIS_URL``: ``redis://...`` switches from the embedded MemoryStore to Redis.
+- ``REDIS_URL``: ``redis://...`` switches from the embedded MemoryStore to Redis;
+- ``JWTSESS_INTROSPECTION_SECRET``: lets the client ``resource-server`` call
+  ``/auth/introspect`` with HTTP Basic (at least 16 characters; unset: only
+  ``admin`` access tokens may introspect).
+
+Standard OAuth 2.0 clients (Authlib, AppAuth) refresh at ``/auth/token`` and
+revoke at ``/auth/revoke``; ``/.well-known/oauth-authorization-server`` lists them.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ from jwtsess.keytool import ensure_keys
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
+    OAuthConfig,
+    OAuthEndpoints,
     WebConfig,
     auth_routes,
     client_metadata,
@@ -81,6 +89,7 @@ class DemoConfig:
     access_ttl: int
     secure_cookies: bool
     redis_url: str | None
+    introspection_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> DemoConfig:
@@ -92,6 +101,7 @@ class DemoConfig:
             access_ttl=int(os.environ.get("JWTSESS_ACCESS_TTL", "900")),
             secure_cookies=os.environ.get("JWTSESS_SECURE_COOKIES", "0") == "1",
             redis_url=os.environ.get("REDIS_URL") or None,
+            introspection_secret=os.environ.get("JWTSESS_INTROSPECTION_SECRET") or None,
         )
 
 
@@ -141,6 +151,14 @@ def create_app(config: DemoConfig) -> Starlette:
     web = WebConfig(secure=config.secure_cookies)
     # Password guessing: per account and address, per address, per account (docs/http.md).
     login_limiter = LoginLimiter(store, clock=issuer.clock)
+    secret = config.introspection_secret
+    clients = {"resource-server": secret} if secret else {}
+    oauth = OAuthEndpoints(
+        issuer,
+        verifier,
+        config=web,
+        options=OAuthConfig(introspection_clients=clients, introspection_role="admin"),
+    )
 
     async def login(request: Request) -> Response:
         try:
@@ -199,10 +217,11 @@ def create_app(config: DemoConfig) -> Starlette:
         routes=[
             Route("/", index),
             Route("/auth/login", login, methods=["POST"]),
-            Mount("/auth", app=auth_routes(issuer, config=web)),
+            Mount("/auth", app=auth_routes(issuer, config=web, oauth=oauth)),
             Route("/me", me),
             Route("/admin", admin),
             jwks_route(keyring),
+            oauth.metadata_route(),
         ],
         middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web)],
         lifespan=lifespan,

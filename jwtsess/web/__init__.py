@@ -8,6 +8,8 @@ from .guards import require_auth as require_auth
 from .guards import require_role as require_role
 from .middleware import JWTAuthMiddleware as JWTAuthMiddleware
 from .middleware import JWTUser as JWTUser
+from .oauth import OAuthConfig as OAuthConfig
+from .oauth import OAuthEndpoints as OAuthEndpoints
 from .responses import clear_session_cookies as clear_session_cookies
 from .responses import error_response as error_response
 from .responses import set_session_cookies as set_session_cookies
@@ -20,6 +22,8 @@ from .routes import read_json_object as read_json_object
 __all__ = [
     "JWTAuthMiddleware",
     "JWTUser",
+    "OAuthConfig",
+    "OAuthEndpoints",
     "Requirement",
     "WebConfig",
     "add_exception_handlers",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -28,10 +28,13 @@ from ..errors import (
 from ..issuer import Issuer
 from ..keyring import KeyRing
 from ..refresh_token import decode_refresh_token
-from ..sessions import ClientMetadata
+from ..sessions import ClientMetadata, TokenPair
 from .config import WebConfig
 from .middleware import JWTUser
 from .responses import NO_STORE, clear_session_cookies, error_response, set_session_cookies
+
+if TYPE_CHECKING:  # oauth.py imports this module
+    from .oauth import OAuthEndpoints
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -94,6 +97,28 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
+async def refresh_pair(
+    issuer: Issuer, config: WebConfig, token: str, metadata: ClientMetadata
+) -> TokenPair:
+    """The one refresh path of every route (``/auth/refresh``, ``/auth/token``):
+    the refresh token's MAC, the rate limit, then ``Issuer.refresh`` (rotation,
+    grace and reuse detection).
+
+    :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
+    :raises RateLimited: too many refreshes for the session or the client address.
+    :raises SessionNotFound, RefreshReused, StoreUnavailable: as ``Issuer.refresh``.
+    """
+    # The MAC check is cheap and stops garbage before the rate limiter's store call.
+    ref = decode_refresh_token(issuer.keyring.refresh_secret, token)
+    buckets = [f"sid:{ref.sid}"] + ([f"ip:{metadata.ip}"] if metadata.ip else [])
+    retry_after = await issuer.store.hit_rate_limit(
+        buckets, now=issuer.clock(), limit=config.refresh_limit, window=config.refresh_window
+    )
+    if retry_after > 0:
+        raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
+    return await issuer.refresh(token, metadata)
+
+
 def _user(request: Request) -> JWTUser:
     user = request.scope.get("user")
     if not isinstance(user, JWTUser):
@@ -104,9 +129,14 @@ def _user(request: Request) -> JWTUser:
 class AuthRoutes:
     """The handlers behind ``auth_routes``; each turns an ``AuthError`` into its answer."""
 
-    def __init__(self, issuer: Issuer, config: WebConfig) -> None:
+    def __init__(
+        self, issuer: Issuer, config: WebConfig, oauth: OAuthEndpoints | None = None
+    ) -> None:
+        if oauth is not None and oauth.config.prefix != config.prefix:
+            raise ValueError("the OAuth endpoints must share the auth routes' WebConfig prefix")
         self.issuer = issuer
         self.config = config
+        self.oauth = oauth
 
     def _answer(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -129,6 +159,7 @@ class AuthRoutes:
                 Route("/sessions", a(self.list_sessions), methods=["GET"]),
                 Route("/sessions/{sid}", a(self.revoke_session), methods=["DELETE"]),
                 Route("/session", a(self.session_status), methods=["GET"]),
+                *(self.oauth.routes() if self.oauth is not None else []),
             ]
         )
 
@@ -154,19 +185,7 @@ class AuthRoutes:
             token, cookie_mode = cookie_token, True
 
         try:
-            # The MAC check is cheap and stops garbage before the rate limiter's store call.
-            ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
-            meta = client_metadata(request)
-            buckets = [f"sid:{ref.sid}"] + ([f"ip:{meta.ip}"] if meta.ip else [])
-            retry_after = await self.issuer.store.hit_rate_limit(
-                buckets,
-                now=self.issuer.clock(),
-                limit=config.refresh_limit,
-                window=config.refresh_window,
-            )
-            if retry_after > 0:
-                raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
-            pair = await self.issuer.refresh(token, meta)
+            pair = await refresh_pair(self.issuer, config, token, client_metadata(request))
         except AuthError as error:
             if not cookie_mode or error.status != 401:
                 raise
@@ -242,9 +261,16 @@ class AuthRoutes:
         )
 
 
-def auth_routes(issuer: Issuer, *, config: WebConfig | None = None) -> Router:
-    """The auth ``Router``; mount it at ``config.prefix`` (default ``/auth``)."""
-    return AuthRoutes(issuer, config or WebConfig()).router()
+def auth_routes(
+    issuer: Issuer, *, config: WebConfig | None = None, oauth: OAuthEndpoints | None = None
+) -> Router:
+    """The auth ``Router``; mount it at ``config.prefix`` (default ``/auth``).
+
+    :param oauth: also mount its OAuth 2.0 endpoints (``/token``, ``/revoke``,
+        ``/introspect``); it must be built with the same ``config``.
+    """
+    web = config or (oauth.config if oauth is not None else WebConfig())
+    return AuthRoutes(issuer, web, oauth).router()
 
 
 def jwks_route(keyring: KeyRing, *, path: str = "/.well-known/jwks.json") -> Route:

@@ -52,6 +52,8 @@ from jwtsess.store.base import FeedBatch, NewSession, SessionStore
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
+    OAuthConfig,
+    OAuthEndpoints,
     WebConfig,
     auth_routes,
     client_metadata,
@@ -67,6 +69,7 @@ from tests.support.kit import MutableClock, TokenKit
 BASE_URL = "https://testserver"
 CLIENT_IP = "127.0.0.1"
 USER_AGENT = "jwtsess-tests/1.0"
+INTROSPECTION_CLIENT = ("resource-server", "rs-secret-0123456789abcdef")
 NO_STORE = "no-store"
 ALL_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -280,6 +283,7 @@ class WebApp:
     config: WebConfig
     ticker: MutableClock  # the mirror's monotonic (staleness) clock
     dpop: DPoPVerifier
+    oauth: OAuthEndpoints
     clients: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
@@ -341,8 +345,13 @@ def build_web(
     policy: SessionPolicy | None = None,
     staleness: StalenessPolicy = "fail_closed",
     dpop: DPoPSettings | None = None,
+    oauth: OAuthConfig | None = None,
 ) -> WebApp:
-    """The app of examples/app.py on ``kit``'s keys and clock and on ``store``."""
+    """The app of examples/app.py on ``kit``'s keys and clock and on ``store``.
+
+    The OAuth endpoints are mounted too; by default ``INTROSPECTION_CLIENT`` (HTTP
+    Basic) and access tokens of role ``admin`` may introspect.
+    """
     web = config or WebConfig()
     outage = OutageStore(store)
     ticker = MutableClock(1000.0)
@@ -352,6 +361,15 @@ def build_web(
     )
     verifier = Verifier(kit.keyring, kit.settings, clock=kit.clock, revocation=mirror)
     proofs = DPoPVerifier(dpop, clock=kit.clock)
+    oauth_endpoints = OAuthEndpoints(
+        issuer,
+        verifier,
+        config=web,
+        options=oauth
+        or OAuthConfig(
+            introspection_clients=dict([INTROSPECTION_CLIENT]), introspection_role="admin"
+        ),
+    )
 
     async def login(request: Request) -> Response:
         """Test-only login: the body names the user; no password is checked."""
@@ -379,7 +397,7 @@ def build_web(
     app = Starlette(
         routes=[
             Route(f"{web.prefix}/login", login, methods=["POST"]),
-            Mount(web.prefix, app=auth_routes(issuer, config=web)),
+            Mount(web.prefix, app=auth_routes(issuer, config=web, oauth=oauth_endpoints)),
             Route("/public", public, methods=ALL_METHODS),
             Route("/cookie-names", cookie_names),
             Route("/me", me, methods=ALL_METHODS),
@@ -392,6 +410,7 @@ def build_web(
             WebSocketRoute("/ws/admin", ws_admin),
             WebSocketRoute("/ws/public", ws_public),
             jwks_route(kit.keyring),
+            oauth_endpoints.metadata_route(),
         ],
         middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web, dpop=proofs)],
     )
@@ -405,6 +424,7 @@ def build_web(
         config=web,
         ticker=ticker,
         dpop=proofs,
+        oauth=oauth_endpoints,
     )
 
 
