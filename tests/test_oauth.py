@@ -18,7 +18,7 @@ import pytest
 
 from jwtsess import RevocationMirror, TokenRevoked
 from jwtsess.web import OAuthConfig, OAuthEndpoints, WebConfig
-from tests.web_app import INTROSPECTION_CLIENT, MakeWeb, WebApp, bearer
+from tests.support.web_app import INTROSPECTION_CLIENT, MakeWeb, WebApp, bearer
 
 TOKEN = "/auth/token"
 REVOKE = "/auth/revoke"

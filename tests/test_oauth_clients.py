@@ -32,7 +32,7 @@ from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory
 from starlette.applications import Starlette
 
 from examples.app import DemoConfig, create_app
-from tests.redis_server import free_port
+from tests.support.redis_server import free_port
 
 FROZEN_AT = "2027-01-15 08:00:00"
 ACCESS_TTL = 900
