@@ -21,6 +21,7 @@ from pathlib import Path
 from tests.support.redis_server import running_redis
 
 from .asgi_cost import per_request, verify_only
+from .dpop_cost import dpop_request
 from .http_load import http_throughput
 from .propagation import propagation
 from .refresh_cost import refresh_vs_floor
@@ -192,7 +193,28 @@ async def run_all(quick: bool) -> tuple[str, list[Budget], dict[str, list[tuple[
                 p99 <= 50,
             )
         )
-    # 5. HTTP
+    # 5. DPoP beside bearer
+    rows = []
+    for proof_alg in ("ES256", "EdDSA"):
+        variants = await dpop_request(proof_alg, ops=ops, rounds=rounds)
+        bare, bearer, dpop, signature = (v.median_us for v in variants)
+        for v in variants:
+            rows.append([proof_alg, v.name, f"{v.median_us:.1f}", f"{v.median_us / bare:.2f}x"])
+        allowed = (bearer + signature) * 1.2
+        budgets.append(
+            Budget(
+                f"DPoP request, {proof_alg} proof (ES256 token)",
+                f"<= (bearer + 1 verify) x 1.2 = {allowed:.0f} us",
+                f"{dpop:.0f} us (bearer {bearer:.0f} + {dpop - bearer:.0f}; "
+                f"one verify {signature:.0f})",
+                dpop <= allowed,
+            )
+        )
+    sections.append(
+        "## DPoP beside bearer (in-process ASGI; fresh proof per request, signed beforehand)\n\n"
+        + table(["proof alg", "variant", "us/request", "vs bare"], rows)
+    )
+    # 6. HTTP
     if shutil.which("wrk") is not None:
         plain, auth = http_throughput(seconds=2 if quick else 15)
         sections.append(

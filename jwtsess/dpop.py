@@ -5,12 +5,14 @@ checks run in this order (RFC 9449 section 4.3), cheapest first, and every
 failure is ``DPoPProofInvalid`` (``invalid_dpop_proof``):
 
 1. size limit and shape before any decoding: one compact JWS of three
-   canonical base64url segments;
-2. header: strict JSON, only ``typ``, ``alg`` and ``jwk``; ``typ`` is
+   segments;
+2. header (parsed once per key and cached by its text): canonical base64url,
+   strict JSON, only ``typ``, ``alg`` and ``jwk``; ``typ`` is
    ``dpop+jwt``; ``alg`` is in the allow-list (asymmetric only: never
    ``none``, never an HMAC); ``jwk`` is a public key of the type ``alg`` needs
    (private members refused), from which the key is built (``dpop_jwk``);
-3. the signature, with the algorithm pinned by that key;
+3. the signature, with the algorithm pinned by that key (the payload is parsed
+   only after it verified);
 4. claims: ``jti`` (a short string), ``htm`` equal to the request method,
    ``htu`` equal to the request URI after normalisation, ``iat`` within the
    window, ``nonce`` when the server requires one (``DPoPNonceRequired``,
@@ -25,10 +27,12 @@ failure is ``DPoPProofInvalid`` (``invalid_dpop_proof``):
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
+import json
 import math
-import re
+from base64 import urlsafe_b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -37,6 +41,7 @@ from urllib.parse import urlsplit
 from starlette.types import Scope
 
 from .clock import Clock, system_clock
+from .dpop_checks import ReplayCache, normalize_htu, token_hash
 from .dpop_jwk import PROOF_ALGORITHMS, ProofKey, proof_key
 from .errors import AuthError, DPoPNonceRequired, DPoPProofInvalid
 from .jwk import b64url
@@ -44,12 +49,9 @@ from .store.base import SessionStore
 from .verifier import _json_object, _segment
 
 PROOF_TYP: Final = "dpop+jwt"
+_CACHE_SIZE: Final = 4096  # per-process caches of derived values; cleared when full
 _HEADER_MEMBERS: Final = frozenset({"typ", "alg", "jwk"})
 _MAX_JTI_LENGTH: Final = 256
-_MAX_HTU_LENGTH: Final = 2048
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_WEB_SCHEMES: Final = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
-_PERCENT: Final = re.compile(r"%[0-9a-fA-F]{2}")
 _UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
@@ -122,77 +124,6 @@ class DPoPProof:
     htu: str
 
 
-def token_hash(access_token: str) -> str:
-    """The ``ath`` of an access token: base64url(SHA-256(ASCII token))."""
-    return b64url(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
-
-
-def _percent_fix(match: re.Match[str]) -> str:
-    char = chr(int(match.group(0)[1:], 16))
-    return char if char in _UNRESERVED else match.group(0).upper()
-
-
-def normalize_htu(uri: str) -> str:
-    """``uri`` as RFC 9449 section 4.3 compares it (RFC 3986 sections 6.2.2, 6.2.3).
-
-    Scheme and host lowercase, default port removed, empty path as ``/``,
-    percent-encoding normalised, query and fragment dropped; ``ws``/``wss``
-    count as ``http``/``https`` (a websocket handshake is an HTTP GET).
-
-    :raises ValueError: not an absolute http(s) URI with a host, or has userinfo.
-    """
-    if len(uri) > _MAX_HTU_LENGTH:
-        raise ValueError("URI too long")
-    parts = urlsplit(uri)
-    scheme = _WEB_SCHEMES.get(parts.scheme.lower())
-    host = parts.hostname
-    if scheme is None or not host or "@" in parts.netloc:
-        raise ValueError("not an absolute http(s) URI")
-    port = parts.port  # ValueError for a bad one
-    if ":" in host:
-        host = f"[{host}]"
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        host = f"{host}:{port}"
-    path = _PERCENT.sub(_percent_fix, parts.path) or "/"
-    return f"{scheme}://{host}{path}"
-
-
-class ReplayCache:
-    """The ``jti``s (per key) of proofs seen while they could still be accepted.
-
-    Bounded: when full, the oldest entry is dropped and proofs issued at or
-    before its ``iat`` are refused from then on (a replay of the dropped proof
-    can then never be accepted; under such load, clients whose clocks lag see
-    ``invalid_dpop_proof`` and retry with a fresh proof).
-    """
-
-    def __init__(self, size: int, window: float) -> None:
-        self._seen: dict[str, float] = {}  # key -> iat, insertion order
-        self._size = size
-        self._window = window
-        self._floor = -math.inf
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-    def add(self, key: str, iat: float, now: float) -> bool:
-        """Record ``key``; False if it was seen already or cannot be told apart."""
-        seen = self._seen
-        horizon = now - self._window
-        while seen:
-            first = next(iter(seen))
-            if seen[first] > horizon:
-                break
-            del seen[first]
-        if iat <= self._floor or key in seen:
-            return False
-        if len(seen) >= self._size:
-            oldest = next(iter(seen))
-            self._floor = max(self._floor, seen.pop(oldest))
-        seen[key] = iat
-        return True
-
-
 class DPoPVerifier:
     """Checks DPoP proofs; one per process (it holds the resource replay cache).
 
@@ -209,6 +140,8 @@ class DPoPVerifier:
         self._window = settings.max_age + 2 * settings.leeway
         self._replay = ReplayCache(settings.replay_cache_size, self._window)
         self._keys: dict[str, ProofKey] = {}  # header segment -> key (clients reuse theirs)
+        self._htus: dict[str, str] = {}  # request URI -> normalised htu
+        self._aths: dict[str, bytes] = {}  # access token -> its ath (the same token is reused)
         self._origin = (
             normalize_htu(settings.external_origin).rstrip("/")
             if settings.external_origin
@@ -262,10 +195,19 @@ class DPoPVerifier:
         if not host and scope.get("server"):
             server_host, server_port = scope["server"]
             host = f"{server_host}:{server_port}"
-        try:
-            return normalize_htu(f"{scope.get('scheme', 'http')}://{host}{path}")
-        except ValueError:
-            raise DPoPProofInvalid("The request's Host cannot be checked against htu.") from None
+        uri = f"{scope.get('scheme', 'http')}://{host}{path}"
+        htu = self._htus.get(uri)
+        if htu is None:
+            try:
+                htu = normalize_htu(uri)
+            except ValueError:
+                raise DPoPProofInvalid(
+                    "The request's Host cannot be checked against htu."
+                ) from None
+            if len(self._htus) >= _CACHE_SIZE:
+                self._htus.clear()
+            self._htus[uri] = htu
+        return htu
 
     # -- verification -------------------------------------------------------------------------
 
@@ -296,16 +238,26 @@ class DPoPVerifier:
             raise DPoPProofInvalid("The DPoP proof is not a compact JWS.")
         header_seg, payload_seg, signature_seg = proof.split(".")
         key = self._keys.get(header_seg)
-        try:
-            if key is None:
+        if key is None:
+            try:
                 key = self._header_key(header_seg)
-            signature = _segment(signature_seg, "signature")
-            payload = _json_object(_segment(payload_seg, "payload"), "payload")
-        except AuthError as error:
-            raise DPoPProofInvalid(error.detail.replace("token", "DPoP proof")) from None
+            except AuthError as error:
+                raise DPoPProofInvalid(error.detail.replace("token", "DPoP proof")) from None
+        # The header is parsed strictly once per key (above); the per-request parts
+        # are signed by the client's own key, so plain decoding is enough for them.
         signing_input = proof[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
+        try:
+            signature = urlsafe_b64decode(signature_seg + "=" * (-len(signature_seg) % 4))
+        except (binascii.Error, ValueError):
+            raise DPoPProofInvalid("The DPoP proof's signature is not base64url.") from None
         if not signature or not key.verify(signing_input, signature):
             raise DPoPProofInvalid("The DPoP proof's signature does not verify.")
+        try:
+            payload = json.loads(urlsafe_b64decode(payload_seg + "=" * (-len(payload_seg) % 4)))
+        except (binascii.Error, ValueError, RecursionError):
+            raise DPoPProofInvalid("The DPoP proof's payload is not a JSON object.") from None
+        if not isinstance(payload, dict):
+            raise DPoPProofInvalid("The DPoP proof's payload is not a JSON object.")
         return self._check_claims(payload, key, method, htu, access_token, jkt)
 
     def _header_key(self, header_seg: str) -> ProofKey:
@@ -322,7 +274,7 @@ class DPoPVerifier:
             key = proof_key(alg, header.get("jwk"))
         except ValueError as exc:
             raise DPoPProofInvalid(f"The DPoP proof's jwk is not usable: {exc}.") from None
-        if len(self._keys) >= 4096:
+        if len(self._keys) >= _CACHE_SIZE:
             del self._keys[next(iter(self._keys))]
         self._keys[header_seg] = key
         return key
@@ -336,19 +288,21 @@ class DPoPVerifier:
         access_token: str | None,
         jkt: str | None,
     ) -> DPoPProof:
-        jti, htm, claimed_htu, iat = (payload.get(n) for n in ("jti", "htm", "htu", "iat"))
+        get = payload.get
+        jti, htm, claimed_htu, iat = get("jti"), get("htm"), get("htu"), get("iat")
         if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI_LENGTH:
             raise DPoPProofInvalid("The DPoP proof has no usable 'jti'.")
         if htm != method:
             raise DPoPProofInvalid("The DPoP proof is for another HTTP method.")
         if not isinstance(claimed_htu, str):
             raise DPoPProofInvalid("The DPoP proof has no 'htu'.")
-        try:
-            same_uri = normalize_htu(claimed_htu) == htu
-        except ValueError:
-            same_uri = False
-        if not same_uri:
-            raise DPoPProofInvalid("The DPoP proof is for another URI.")
+        if claimed_htu != htu:  # most clients send the normal form: no parsing then
+            try:
+                same_uri = normalize_htu(claimed_htu) == htu
+            except ValueError:
+                same_uri = False
+            if not same_uri:
+                raise DPoPProofInvalid("The DPoP proof is for another URI.")
         if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
             raise DPoPProofInvalid("The DPoP proof has no numeric 'iat'.")
         now = self._clock()
@@ -359,8 +313,13 @@ class DPoPVerifier:
         self._check_nonce(payload.get("nonce"))
         if access_token is not None:
             ath = payload.get("ath")
+            expected = self._aths.get(access_token)
+            if expected is None:
+                if len(self._aths) >= _CACHE_SIZE:
+                    self._aths.clear()
+                expected = self._aths[access_token] = token_hash(access_token).encode("ascii")
             if not isinstance(ath, str) or not hmac.compare_digest(
-                ath.encode("ascii", "replace"), token_hash(access_token).encode("ascii")
+                ath.encode("ascii", "replace"), expected
             ):
                 raise DPoPProofInvalid("The DPoP proof's 'ath' is not the access token's hash.")
         if jkt is not None and not hmac.compare_digest(key.jkt, jkt):

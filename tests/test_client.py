@@ -320,7 +320,7 @@ async def test_async_flow_stepped_by_hand(clock: MutableClock) -> None:
         {"access_token": "a"},
         {"access_token": "", "refresh_token": "r"},
         {"access_token": "a", "refresh_token": 5},
-        {"access_token": "a", "refresh_token": "r", "token_type": "DPoP"},
+        {"access_token": "a", "refresh_token": "r", "token_type": "MAC"},
         {"access_token": "a", "refresh_token": "r", "expires_in": 0},
         {"access_token": "a", "refresh_token": "r", "expires_in": "60"},
         {"access_token": "a", "refresh_token": "r", "expires_in": True},

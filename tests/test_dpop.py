@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from starlette.types import Scope
 
-from jwtsess.dpop import DPoPSettings, DPoPVerifier, ReplayCache, normalize_htu, token_hash
+from jwtsess.dpop import DPoPSettings, DPoPVerifier
+from jwtsess.dpop_checks import ReplayCache, normalize_htu, token_hash
 from jwtsess.dpop_jwk import DPoPKey
 from jwtsess.errors import DPoPNonceRequired, DPoPProofInvalid
 from jwtsess.store.memory import MemoryStore

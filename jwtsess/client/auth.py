@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ..clock import Clock, system_clock
+from ..dpop_jwk import DPoPKey
 from .failures import MAX_DETAIL, RefreshFailed, refusal
 from .tokens import OnRefresh, TokenState
 
@@ -41,6 +42,11 @@ class JWTSessAuth(httpx.Auth):
         expires within this many seconds (at most half its lifetime, so a short
         lifetime does not cause a refresh on every request).
     :param clock: epoch seconds; injectable for tests.
+    :param dpop_key: the key a DPoP session is bound to (RFC 9449). With it,
+        every request of a ``DPoP`` session carries ``Authorization: DPoP`` and a
+        fresh proof, and so does each refresh; a ``use_dpop_nonce`` challenge is
+        answered once with a new proof carrying the server's nonce. Keep one key
+        per session, for the session's whole life.
     :raises ValueError: empty tokens or a negative or non-finite margin.
     """
 
@@ -57,6 +63,7 @@ class JWTSessAuth(httpx.Auth):
         on_refresh: OnRefresh | None = None,
         refresh_margin: float = 30.0,
         clock: Clock = system_clock,
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         if not access_token or not refresh_token:
             raise ValueError("access_token and refresh_token must be non-empty strings")
@@ -66,7 +73,12 @@ class JWTSessAuth(httpx.Auth):
         self.on_refresh = on_refresh
         self.refresh_margin = refresh_margin
         self.clock = clock
-        self._state: TokenState | None = TokenState(access_token, refresh_token, expires_at)
+        self.dpop_key = dpop_key
+        self._nonce: str | None = None  # the server's latest DPoP-Nonce
+        token_type = "DPoP" if dpop_key is not None else "Bearer"
+        self._state: TokenState | None = TokenState(
+            access_token, refresh_token, expires_at, token_type=token_type
+        )
         self._failure: RefreshFailed | None = None  # the last attempt's, if it failed
         self._attempts = 0  # refresh attempts finished, to share their outcome with waiters
         self._sync_lock = threading.Lock()
@@ -82,15 +94,20 @@ class JWTSessAuth(httpx.Auth):
         on_refresh: OnRefresh | None = None,
         refresh_margin: float = 30.0,
         clock: Clock = system_clock,
+        dpop_key: DPoPKey | None = None,
     ) -> JWTSessAuth:
         """An auth holding the tokens of a login answer (``POST /auth/login``).
 
         The other parameters are those of the constructor.
 
         :param body: the answer's JSON object.
-        :raises ValueError: the body is not a Bearer token pair.
+        :param dpop_key: the key whose proof went with the login, if any.
+        :raises ValueError: the body is not a Bearer or DPoP token pair, or a
+            DPoP pair came without its key.
         """
         state = TokenState.from_token_response(body, now=clock())
+        if state.token_type == "DPoP" and dpop_key is None:
+            raise ValueError("a DPoP token pair needs the dpop_key its login proof was signed with")
         auth = cls(
             state.access_token,
             state.refresh_token,
@@ -98,6 +115,7 @@ class JWTSessAuth(httpx.Auth):
             on_refresh=on_refresh,
             refresh_margin=refresh_margin,
             clock=clock,
+            dpop_key=dpop_key,
         )
         auth._state = state
         return auth
@@ -155,13 +173,34 @@ class JWTSessAuth(httpx.Auth):
         if "user-agent" in request.headers:
             headers["User-Agent"] = request.headers["user-agent"]
         extensions = {k: v for k, v in request.extensions.items() if k == "timeout"}
+        url = request.url.join(self.refresh_url)
+        if self.dpop_key is not None and state.token_type == "DPoP":
+            headers["DPoP"] = self.dpop_key.proof("POST", str(url), nonce=self._nonce)
         return httpx.Request(
             "POST",
-            request.url.join(self.refresh_url),
+            url,
             json={"refresh_token": state.refresh_token},
             headers=headers,
             extensions=extensions,
         )
+
+    def _nonce_challenged(self, response: httpx.Response) -> bool:
+        """Remember a ``DPoP-Nonce`` the server sent; True if the answer was a
+        ``use_dpop_nonce`` challenge (RFC 9449 sections 8 and 9) worth one retry."""
+        nonce = response.headers.get("dpop-nonce")
+        if nonce is None or self.dpop_key is None:
+            return False
+        challenged = nonce != self._nonce and response.status_code in (400, 401)
+        self._nonce = nonce
+        if not challenged:
+            return False
+        if "use_dpop_nonce" in response.headers.get("www-authenticate", ""):
+            return True
+        try:
+            body = response.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("error") == "use_dpop_nonce"
 
     def _accept(self, response: httpx.Response) -> TokenState:
         """Take the new pair from a refresh answer, or record and raise the failure."""
@@ -187,9 +226,14 @@ class JWTSessAuth(httpx.Auth):
         self._failure = failure
         raise failure.again()
 
-    @staticmethod
-    def _authorize(request: httpx.Request, state: TokenState) -> None:
-        request.headers["Authorization"] = f"Bearer {state.access_token}"
+    def _authorize(self, request: httpx.Request, state: TokenState) -> None:
+        if self.dpop_key is not None and state.token_type == "DPoP":
+            request.headers["Authorization"] = f"DPoP {state.access_token}"
+            request.headers["DPoP"] = self.dpop_key.proof(
+                request.method, str(request.url), access_token=state.access_token, nonce=self._nonce
+            )
+        else:
+            request.headers["Authorization"] = f"Bearer {state.access_token}"
 
     # -- httpx.Client ------------------------------------------------------------------------
 
@@ -203,6 +247,9 @@ class JWTSessAuth(httpx.Auth):
                 return shared
             response = yield self._refresh_request(request, self._current())
             response.read()
+            if self._nonce_challenged(response):
+                response = yield self._refresh_request(request, self._current())
+                response.read()
             fresh = self._accept(response)
             if self.on_refresh is not None:
                 result = self.on_refresh(fresh)
@@ -229,6 +276,10 @@ class JWTSessAuth(httpx.Auth):
                     raise
         self._authorize(request, state)
         response = yield request
+        if self._nonce_challenged(response):
+            response.read()
+            self._authorize(request, state)
+            response = yield request
         if response.status_code != 401:
             return
         state = yield from self._sync_refresh(request, state)
@@ -260,6 +311,8 @@ class JWTSessAuth(httpx.Auth):
                     fresh = self._shared(used, attempts)
                     if fresh is None:
                         response = yield self._refresh_request(request, self._current())
+                        if await self._challenged_async(response):
+                            response = yield self._refresh_request(request, self._current())
                         fresh = await self._finish(response)
                 state = fresh
             except RefreshFailed as failure:
@@ -267,6 +320,9 @@ class JWTSessAuth(httpx.Auth):
                     raise
         self._authorize(request, state)
         response = yield request
+        if await self._challenged_async(response):
+            self._authorize(request, state)
+            response = yield request
         if response.status_code != 401:
             return
         used, attempts = state, self._attempts
@@ -274,9 +330,17 @@ class JWTSessAuth(httpx.Auth):
             fresh = self._shared(used, attempts)
             if fresh is None:
                 response = yield self._refresh_request(request, self._current())
+                if await self._challenged_async(response):
+                    response = yield self._refresh_request(request, self._current())
                 fresh = await self._finish(response)
         self._authorize(request, fresh)
         yield request
+
+    async def _challenged_async(self, response: httpx.Response) -> bool:
+        if self.dpop_key is None or "dpop-nonce" not in response.headers:
+            return False
+        await response.aread()
+        return self._nonce_challenged(response)
 
     async def _finish(self, response: httpx.Response) -> TokenState:
         await response.aread()

@@ -14,11 +14,12 @@ __all__ = ["OnRefresh", "TokenState"]
 class TokenState:
     """The tokens a client holds. Times are the client clock's epoch seconds.
 
-    :param access_token: sent as ``Authorization: Bearer ...``.
+    :param access_token: sent as ``Authorization: Bearer ...`` (or ``DPoP ...``).
     :param refresh_token: exchanged for a new pair at the refresh endpoint.
     :param expires_at: when the access token expires (None: unknown, refresh on 401 only).
     :param lifetime: how long the access token was granted for (``expires_in``).
     :param session_id: the server's session id, if it sent one.
+    :param token_type: ``Bearer``, or ``DPoP`` for a session bound to the client's key.
     """
 
     access_token: str = field(repr=False)
@@ -26,6 +27,7 @@ class TokenState:
     expires_at: float | None = None
     lifetime: float | None = None
     session_id: str | None = None
+    token_type: str = "Bearer"
 
     @classmethod
     def from_token_response(cls, body: Mapping[str, Any], *, now: float) -> TokenState:
@@ -35,7 +37,7 @@ class TokenState:
         :param body: the decoded JSON object.
         :param now: the client clock when the answer arrived.
         :raises ValueError: a token is missing or not a string, ``token_type`` is
-            not Bearer, or ``expires_in`` is not a positive number.
+            not Bearer or DPoP, or ``expires_in`` is not a positive number.
         """
         access, refresh = body.get("access_token"), body.get("refresh_token")
         if not isinstance(access, str) or not access:
@@ -43,8 +45,8 @@ class TokenState:
         if not isinstance(refresh, str) or not refresh:
             raise ValueError("the token response has no 'refresh_token' string")
         token_type = body.get("token_type", "Bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise ValueError("the token response's token_type is not Bearer")
+        if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
+            raise ValueError("the token response's token_type is not Bearer or DPoP")
         expires_in = body.get("expires_in")
         lifetime: float | None = None
         if expires_in is not None:
@@ -63,6 +65,7 @@ class TokenState:
             expires_at=now + lifetime if lifetime is not None else None,
             lifetime=lifetime,
             session_id=session_id if isinstance(session_id, str) else None,
+            token_type="DPoP" if token_type.lower() == "dpop" else "Bearer",
         )
 
 
