@@ -25,6 +25,7 @@ from .dpop_cost import dpop_request
 from .http_load import http_throughput
 from .propagation import propagation
 from .refresh_cost import refresh_vs_floor
+from .token_endpoint import token_vs_refresh
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,6 +176,32 @@ async def run_all(quick: bool) -> tuple[str, list[Budget], dict[str, list[tuple[
         ratio = refresh.p50_us / floor.p50_us
         budgets.append(
             Budget("refresh, server side (p50)", "<= 1.20x floor", f"{ratio:.2f}x", ratio <= 1.2)
+        )
+        # 3b. refresh through the standard token endpoint beside the JSON route
+        endpoints = await token_vs_refresh(
+            "RS256", redis.url, ops=10 if quick else 300, rounds=2 if quick else 7
+        )
+        json_route, token_route = endpoints
+        sections.append(
+            "## Refresh over HTTP: `POST /auth/token` beside `POST /auth/refresh`\n\n"
+            "Same app, same refresh function, RS256 and RedisStore; in-process ASGI calls, "
+            "interleaved rounds, median of round medians.\n\n"
+            + table(
+                ["endpoint", "us/refresh", "vs /auth/refresh"],
+                [
+                    [e.name, f"{e.median_us:.0f}", f"{e.median_us / json_route.median_us:.2f}x"]
+                    for e in endpoints
+                ],
+            )
+        )
+        ratio = token_route.median_us / json_route.median_us
+        budgets.append(
+            Budget(
+                "refresh through /auth/token",
+                "<= 1.10x /auth/refresh (same within noise)",
+                f"{ratio:.2f}x",
+                ratio <= 1.1,
+            )
         )
         # 4. propagation
         p50, p99, _ = await propagation(redis.url, trials=20 if quick else 300)
