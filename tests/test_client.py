@@ -30,7 +30,14 @@ from jwtsess import Issuer, KeyRing, MemoryStore, RevocationMirror, TokenSetting
 from jwtsess.client import JWTSessAuth, RefreshFailed, TokenState
 from jwtsess.errors import JWTSessError
 from jwtsess.keytool import init_keys
-from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, auth_routes, require_auth
+from jwtsess.web import (
+    JWTAuthMiddleware,
+    JWTUser,
+    OAuthEndpoints,
+    WebConfig,
+    auth_routes,
+    require_auth,
+)
 from tests.support.kit import AUDIENCE, ISSUER, T0, MutableClock
 
 BASE = "http://api.test"
@@ -534,7 +541,7 @@ class RefreshCounter:
         if scope["type"] == "http":
             headers = dict(scope["headers"])
             token = headers.get(b"authorization", b"").decode().removeprefix("Bearer ")
-            if scope["path"] == "/auth/refresh":
+            if scope["path"] in ("/auth/refresh", "/auth/token"):
                 self.refreshes += 1
                 for _ in range(20):  # let every other request reach the client's lock
                     await asyncio.sleep(0)
@@ -581,8 +588,12 @@ def build_service(directory: Path, clock: MutableClock) -> Service:
         finally:
             await mirror.stop()
 
+    oauth = OAuthEndpoints(issuer, verifier, config=web)
     app = Starlette(
-        routes=[Mount("/auth", app=auth_routes(issuer, config=web)), Route("/me", me)],
+        routes=[
+            Mount("/auth", app=auth_routes(issuer, config=web, oauth=oauth)),
+            Route("/me", me),
+        ],
         middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web)],
         lifespan=lifespan,
     )
@@ -661,6 +672,46 @@ async def test_a_stolen_refresh_token_ends_the_clients_session(service: Service)
             await client.get("/me")  # access token revoked -> 401 -> refresh refused
     assert err.value.error == "session_not_found"
     assert err.value.status_code == 401
+    assert auth.tokens is None
+
+
+async def test_the_standard_token_endpoint_across_expiry(service: Service) -> None:
+    """``oauth=True``: the RFC 6749 §6 form request to /auth/token, same sharing and rotation."""
+    login = await service.issuer.login("alice", "user")
+    auth = JWTSessAuth.from_token_response(
+        login.as_json(),
+        clock=service.clock,
+        refresh_url="/auth/token",
+        oauth=True,
+        client_id="my-cli",
+    )
+    async with asgi_client(service, auth) as client:
+        service.clock.advance(60 + 10 + 1)
+        responses = await asyncio.gather(*(client.get("/me") for _ in range(20)))
+    assert [r.status_code for r in responses] == [200] * 20
+    assert service.app.refreshes == 1
+    assert auth.tokens is not None
+    assert auth.tokens.refresh_token != login.refresh_token
+    assert auth.tokens.session_id == login.session_id
+
+
+async def test_standard_endpoint_theft_ends_the_clients_session(service: Service) -> None:
+    login = await service.issuer.login("alice", "user")
+    auth = JWTSessAuth.from_token_response(
+        login.as_json(), clock=service.clock, refresh_url="/auth/token", oauth=True
+    )
+    async with asgi_client(service, auth) as client, asgi_client(service) as thief:
+        service.clock.advance(71)
+        assert (await client.get("/me")).status_code == 200  # rotated through /auth/token
+        service.clock.advance(11)  # past the grace window
+        form = {"grant_type": "refresh_token", "refresh_token": login.refresh_token}
+        stolen = await thief.post("/auth/token", data=form)
+        assert stolen.json()["error"] == "invalid_grant"
+        with pytest.raises(RefreshFailed) as err:
+            await client.get("/me")  # access token revoked -> 401 -> refresh refused
+    assert err.value.error == "invalid_grant"
+    assert err.value.status_code == 400
+    assert "session" in (err.value.detail or "")
     assert auth.tokens is None
 
 

@@ -47,6 +47,11 @@ class JWTSessAuth(httpx.Auth):
         fresh proof, and so does each refresh; a ``use_dpop_nonce`` challenge is
         answered once with a new proof carrying the server's nonce. Keep one key
         per session, for the session's whole life.
+    :param oauth: refresh with the standard RFC 6749 §6 request (a form body,
+        ``grant_type=refresh_token``) instead of the JSON one; give it the
+        token endpoint as ``refresh_url`` (``/auth/token``, or any OAuth 2.0
+        server's). Same rotation and theft detection on the server.
+    :param client_id: sent with an ``oauth`` refresh (public clients).
     :raises ValueError: empty tokens or a negative or non-finite margin.
     """
 
@@ -64,6 +69,8 @@ class JWTSessAuth(httpx.Auth):
         refresh_margin: float = 30.0,
         clock: Clock = system_clock,
         dpop_key: DPoPKey | None = None,
+        oauth: bool = False,
+        client_id: str | None = None,
     ) -> None:
         if not access_token or not refresh_token:
             raise ValueError("access_token and refresh_token must be non-empty strings")
@@ -73,6 +80,8 @@ class JWTSessAuth(httpx.Auth):
         self.on_refresh = on_refresh
         self.refresh_margin = refresh_margin
         self.clock = clock
+        self.oauth = oauth
+        self.client_id = client_id
         self.dpop_key = dpop_key
         self._nonce: str | None = None  # the server's latest DPoP-Nonce
         token_type = "DPoP" if dpop_key is not None else "Bearer"
@@ -95,6 +104,8 @@ class JWTSessAuth(httpx.Auth):
         refresh_margin: float = 30.0,
         clock: Clock = system_clock,
         dpop_key: DPoPKey | None = None,
+        oauth: bool = False,
+        client_id: str | None = None,
     ) -> JWTSessAuth:
         """An auth holding the tokens of a login answer (``POST /auth/login``).
 
@@ -116,6 +127,8 @@ class JWTSessAuth(httpx.Auth):
             refresh_margin=refresh_margin,
             clock=clock,
             dpop_key=dpop_key,
+            oauth=oauth,
+            client_id=client_id,
         )
         auth._state = state
         return auth
@@ -176,6 +189,11 @@ class JWTSessAuth(httpx.Auth):
         url = request.url.join(self.refresh_url)
         if self.dpop_key is not None and state.token_type == "DPoP":
             headers["DPoP"] = self.dpop_key.proof("POST", str(url), nonce=self._nonce)
+        if self.oauth:
+            form = {"grant_type": "refresh_token", "refresh_token": state.refresh_token}
+            if self.client_id is not None:
+                form["client_id"] = self.client_id
+            return httpx.Request("POST", url, data=form, headers=headers, extensions=extensions)
         return httpx.Request(
             "POST",
             url,

@@ -61,7 +61,8 @@ class RefreshFailed(JWTSessError):
 
 def refusal(response: httpx.Response) -> RefreshFailed:
     """The failure a non-2xx refresh answer means: the server's ``error`` and
-    ``detail`` when it sent a jwtsess error body, generic ones otherwise;
+    ``detail`` (or ``error_description``) when it sent a jwtsess or an OAuth
+    error body, generic ones otherwise;
     retryable unless the status says the refresh token is dead (400, 401, 403).
     """
     status = response.status_code
@@ -70,7 +71,7 @@ def refusal(response: httpx.Response) -> RefreshFailed:
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        detail = body.get("detail")
+        detail = body.get("detail", body.get("error_description"))  # jwtsess, or RFC 6749 §5.2
         text = detail if isinstance(detail, str) else f"HTTP {status}"
         error, text = body["error"][:MAX_DETAIL], text[:MAX_DETAIL]
     else:
