@@ -87,7 +87,12 @@ def init_keys(
             keys=(record,), publish_delay=publish_delay, max_token_ttl=max_token_ttl, leeway=leeway
         )
         atomic_write(path / MANIFEST_NAME, manifest.to_json())
-    audit.info("key_created", extra={"event": "key_created", "kid": record.kid, "alg": alg})
+    audit.info(
+        "key_created kid=%s alg=%s",
+        record.kid,
+        alg,
+        extra={"event": "key_created", "kid": record.kid, "alg": alg},
+    )
     return record
 
 
@@ -139,7 +144,10 @@ def rotate_keys(
         for old in dropped:
             (path / old.file).unlink(missing_ok=True)
     audit.info(
-        "key_rotated",
+        "key_rotated kid=%s alg=%s activates_at=%s",
+        record.kid,
+        new_alg,
+        _iso(start),
         extra={"event": "key_rotated", "kid": record.kid, "alg": new_alg, "activates_at": start},
     )
     return record
@@ -164,7 +172,9 @@ def prune_keys(directory: str | os.PathLike[str], *, clock: Clock = system_clock
         for record in gone:
             (path / record.file).unlink(missing_ok=True)
     for record in gone:
-        audit.info("key_pruned", extra={"event": "key_pruned", "kid": record.kid})
+        audit.info(
+            "key_pruned kid=%s", record.kid, extra={"event": "key_pruned", "kid": record.kid}
+        )
     return [r.kid for r in gone]
 
 
