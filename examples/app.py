@@ -21,7 +21,9 @@ Configuration comes from the environment:
 - ``REDIS_URL``: ``redis://...`` switches from the embedded MemoryStore to Redis;
 - ``JWTSESS_INTROSPECTION_SECRET``: lets the client ``resource-server`` call
   ``/auth/introspect`` with HTTP Basic (at least 16 characters; unset: only
-  ``admin`` access tokens may introspect).
+  ``admin`` access tokens may introspect);
+- ``JWTSESS_ISSUER``: the ``iss`` claim (default ``http://HOST:PORT``); give
+  several processes serving one site the same value.
 
 Standard OAuth 2.0 clients (Authlib, AppAuth) refresh at ``/auth/token`` and
 revoke at ``/auth/revoke``; ``/.well-known/oauth-authorization-server`` lists them.
@@ -90,6 +92,7 @@ class DemoConfig:
     secure_cookies: bool
     redis_url: str | None
     introspection_secret: str | None = None
+    issuer: str = ""  # the ``iss`` claim; default http://HOST:PORT
 
     @classmethod
     def from_env(cls) -> DemoConfig:
@@ -102,6 +105,7 @@ class DemoConfig:
             secure_cookies=os.environ.get("JWTSESS_SECURE_COOKIES", "0") == "1",
             redis_url=os.environ.get("REDIS_URL") or None,
             introspection_secret=os.environ.get("JWTSESS_INTROSPECTION_SECRET") or None,
+            issuer=os.environ.get("JWTSESS_ISSUER", ""),
         )
 
 
@@ -134,11 +138,25 @@ DEMO_USERS = PasswordBook(
 )
 
 
-def create_app(config: DemoConfig) -> Starlette:
+@dataclass(frozen=True)
+class DemoParts:
+    """The jwtsess objects of the demo, built from its configuration (shared with
+    examples/fastapi_app.py)."""
+
+    keyring: KeyRing
+    settings: TokenSettings
+    store: SessionStore
+    mirror: RevocationMirror
+    issuer: Issuer
+    verifier: Verifier
+    web: WebConfig
+
+
+def demo_parts(config: DemoConfig) -> DemoParts:
     ensure_keys(config.keys_dir, config.alg, max_token_ttl=max(900, config.access_ttl))
     keyring = KeyRing(config.keys_dir)
     settings = TokenSettings(
-        issuer=f"http://{config.host}:{config.port}",
+        issuer=config.issuer or f"http://{config.host}:{config.port}",
         audience="jwtsess-demo",
         access_ttl=config.access_ttl,
     )
@@ -149,6 +167,14 @@ def create_app(config: DemoConfig) -> Starlette:
     issuer = Issuer(keyring, settings, store, mirror=mirror)
     verifier = Verifier(keyring, settings, revocation=mirror)
     web = WebConfig(secure=config.secure_cookies)
+    return DemoParts(keyring, settings, store, mirror, issuer, verifier, web)
+
+
+def create_app(config: DemoConfig) -> Starlette:
+    parts = demo_parts(config)
+    keyring, store, mirror, issuer, verifier, web = (
+        parts.keyring, parts.store, parts.mirror, parts.issuer, parts.verifier, parts.web
+    )  # fmt: skip
     # Password guessing: per account and address, per address, per account (docs/http.md).
     login_limiter = LoginLimiter(store, clock=issuer.clock)
     secret = config.introspection_secret

@@ -185,6 +185,11 @@ class Verifier:
         self._leeway = settings.leeway
         self._cache_generation = keyring.generation
 
+    @property
+    def clock(self) -> Clock:
+        """The wall clock that decides expiry (also used to close expiring websockets)."""
+        return self._clock
+
     def verify(self, token: str) -> AccessClaims:
         """Verify ``token`` and return its claims.
 

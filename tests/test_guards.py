@@ -164,6 +164,7 @@ async def test_auth_error_handler_reraises_other_exceptions() -> None:
     with pytest.raises(RuntimeError, match="boom"):
         await auth_error_handler(request, RuntimeError("boom"))
     response = await auth_error_handler(request, InsufficientRole())
+    assert response is not None
     assert response.status_code == 403
     assert response.headers["www-authenticate"] == SCOPE.format(realm="jwtsess")
 

@@ -6,6 +6,7 @@ from .guards import add_exception_handlers as add_exception_handlers
 from .guards import auth_error_handler as auth_error_handler
 from .guards import require_auth as require_auth
 from .guards import require_role as require_role
+from .live import LiveConnections as LiveConnections
 from .middleware import JWTAuthMiddleware as JWTAuthMiddleware
 from .middleware import JWTUser as JWTUser
 from .oauth import OAuthConfig as OAuthConfig
@@ -22,6 +23,7 @@ from .routes import read_json_object as read_json_object
 __all__ = [
     "JWTAuthMiddleware",
     "JWTUser",
+    "LiveConnections",
     "OAuthConfig",
     "OAuthEndpoints",
     "Requirement",

@@ -9,28 +9,32 @@ One object serves both uses::
     async def admin(user: JWTUser = Depends(require_role("admin"))): ...
 
 As a decorator, a failed check answers directly (401 ``token_missing`` with a
-``WWW-Authenticate`` challenge, or 403 ``insufficient_role``; websockets are
-closed with 1008). As a dependency it raises the ``AuthError``; register
-``auth_error_handler`` (``add_exception_handlers(app)``) to answer it.
+``WWW-Authenticate`` challenge, or 403 ``insufficient_role``; a websocket
+handshake is refused as the middleware refuses it). As a dependency it raises
+the ``AuthError`` and the middleware answers it (``auth_error_handler`` /
+``add_exception_handlers(app)`` answer it the same way, if you prefer a handler).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, overload
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from ..errors import AuthError, InsufficientRole, TokenMissing
 from .config import WebConfig
 from .middleware import SCOPE_KEY, JWTUser
 from .responses import error_response
+from .websocket import close_code
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
+_POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
 
 def _config(conn: HTTPConnection) -> WebConfig:
@@ -38,22 +42,35 @@ def _config(conn: HTTPConnection) -> WebConfig:
     return config if isinstance(config, WebConfig) else WebConfig()
 
 
+class _Signature:
+    """``inspect.signature(requirement)`` is ``requirement.signature()``; the class's is its own."""
+
+    def __get__(self, instance: Requirement | None, owner: type) -> inspect.Signature | None:
+        return None if instance is None else instance.signature()
+
+
 class Requirement:
     """An authentication (and optionally role) requirement; see the module docstring."""
 
-    # FastAPI reads this signature to know what to inject: the connection
-    # (HTTPConnection, so http and websocket routes both work).
-    __signature__ = inspect.Signature(
-        [
-            inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
-            )
-        ],
-        return_annotation=JWTUser,
-    )
-
-    def __init__(self, roles: frozenset[str] | None = None) -> None:
+    def __init__(self, roles: frozenset[str] | None = None, *, config: WebConfig | None = None):
         self.roles = roles
+        self.config = config  # names the cookie in the OpenAPI security scheme (FastAPI)
+        self._signature: inspect.Signature | None = None
+
+    __signature__ = _Signature()
+
+    def signature(self) -> inspect.Signature:
+        """What FastAPI injects: the connection (so http and websocket routes both
+        work) and, once FastAPI is imported, its OpenAPI security schemes (Bearer;
+        the access cookie too in cookie mode), so Swagger's Authorize button works."""
+        if self._signature is None:
+            params = [inspect.Parameter("request", _POSITIONAL, annotation=HTTPConnection)]
+            if "fastapi" in sys.modules:  # only FastAPI asks; never import it for Starlette
+                from .fastapi import security_parameters
+
+                params += security_parameters(self.config or WebConfig())
+            self._signature = inspect.Signature(params, return_annotation=JWTUser)
+        return self._signature
 
     def check(self, conn: HTTPConnection) -> JWTUser:
         """The authenticated user, or raise ``TokenMissing`` / ``InsufficientRole``."""
@@ -66,12 +83,12 @@ class Requirement:
 
     # One parameter, named ``request`` because FastAPI passes dependencies by keyword.
     @overload
-    def __call__(self, request: HTTPConnection) -> JWTUser: ...
+    def __call__(self, request: HTTPConnection, **schemes: object) -> JWTUser: ...
 
     @overload
     def __call__(self, request: Endpoint) -> Endpoint: ...
 
-    def __call__(self, request: Any) -> Any:
+    def __call__(self, request: Any, **schemes: object) -> Any:
         if isinstance(request, HTTPConnection):
             return self.check(request)
         return self._decorate(request)
@@ -92,7 +109,7 @@ class Requirement:
                 self.check(conn)
             except AuthError as error:
                 if isinstance(conn, WebSocket):
-                    await conn.close(code=1008, reason=error.code)
+                    await _refuse(conn, error)
                     return None
                 return error_response(_config(conn), error)
             return await endpoint(*args, **kwargs)
@@ -100,22 +117,40 @@ class Requirement:
         return guarded  # type: ignore[return-value]
 
 
-def require_auth() -> Requirement:
-    """Any authenticated user."""
-    return Requirement()
+def require_auth(*, config: WebConfig | None = None) -> Requirement:
+    """Any authenticated user.
+
+    :param config: the app's ``WebConfig``; only names the access cookie in the
+        OpenAPI document (the middleware's own config decides everything else).
+    """
+    return Requirement(config=config)
 
 
-def require_role(*roles: str) -> Requirement:
-    """An authenticated user whose role is one of ``roles``."""
+def require_role(*roles: str, config: WebConfig | None = None) -> Requirement:
+    """An authenticated user whose role is one of ``roles`` (``config`` as in ``require_auth``)."""
     if not roles:
         raise ValueError("require_role needs at least one role")
-    return Requirement(frozenset(roles))
+    return Requirement(frozenset(roles), config=config)
 
 
-async def auth_error_handler(request: Request, exc: Exception) -> Response:
-    """Starlette/FastAPI exception handler rendering an ``AuthError`` like the middleware."""
+async def _refuse(conn: WebSocket, error: AuthError) -> None:
+    """Refuse like the middleware does (jwtsess/web/websocket.py)."""
+    if SCOPE_KEY in conn.scope:
+        raise error  # the middleware answers: denial response or close, one place decides
+    if conn.client_state == WebSocketState.CONNECTING:
+        await conn.close(code=close_code(error), reason=error.code)
+
+
+async def auth_error_handler(request: HTTPConnection, exc: Exception) -> Response | None:
+    """Starlette/FastAPI exception handler rendering an ``AuthError`` like the middleware.
+
+    On a websocket it refuses the handshake as the middleware does and returns None.
+    """
     if not isinstance(exc, AuthError):
         raise exc
+    if isinstance(request, WebSocket):
+        await _refuse(request, exc)
+        return None
     return error_response(_config(request), exc)
 
 

@@ -6,7 +6,10 @@ plus the mirror's dictionary lookups: no I/O), and sets ``scope["user"]`` and
 ``request.user``, ``request.auth.scopes`` and ``starlette.authentication.requires``
 work unchanged. No token means an anonymous user and the route decides; a bad
 token in the Authorization header is answered here (RFC 6750 401, or 503 when
-revocation state is stale; websockets are closed with 1008, or 1013 for 503).
+revocation state is stale; a websocket handshake is refused the same way:
+jwtsess/web/websocket.py). An ``AuthError`` raised by the app (a guard used as a
+FastAPI dependency) is answered here too. Accepted websockets are closed when
+their token is revoked or expires (jwtsess/web/live.py).
 A stale token in the access cookie instead makes the request anonymous and the
 response deletes the cookie, so a browser is never locked out by a cookie its
 scripts cannot see.
@@ -41,9 +44,12 @@ from ..errors import (
     TokenRejected,
     UnknownKeyId,
 )
+from ..mirror import RevocationMirror
 from ..verifier import Verifier
 from .config import WebConfig
+from .live import LiveConnections
 from .responses import error_response
+from .websocket import refuse_websocket, serve_websocket
 
 UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -113,6 +119,7 @@ class JWTAuthMiddleware:
         verifier: Verifier,
         config: WebConfig | None = None,
         dpop: DPoPVerifier | None = None,
+        live: LiveConnections | None = None,
     ) -> None:
         self.app = app
         self.verifier = verifier
@@ -127,6 +134,11 @@ class JWTAuthMiddleware:
             b"dpop": _DPOP,
         }
         self._scopes: dict[str, AuthCredentials] = {}
+        # Open websockets are closed when their token is revoked (the mirror's feed
+        # drives it) or expires. Without a mirror only expiry can close them.
+        self.live = live if live is not None else LiveConnections(clock=verifier.clock)
+        if isinstance(verifier.revocation, RevocationMirror):
+            self.live.attach(verifier.revocation)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -149,21 +161,34 @@ class JWTAuthMiddleware:
             # anonymously and the response deletes the cookie.
             scope["user"] = UnauthenticatedUser()
             scope["auth"] = AuthCredentials()
-            await self.app(scope, receive, self._clearing_cookie(send) if kind == "http" else send)
-            return
+            claims = None
+            if kind == "http":
+                send = self._clearing_cookie(send)
         except _DPoPRejected as rejected:
             await self._refuse(scope, receive, send, rejected.error, self.dpop.algs)
             return
         except AuthError as error:
             await self._refuse(scope, receive, send, error, None)
             return
-        if claims is None:
-            scope["user"] = UnauthenticatedUser()
-            scope["auth"] = AuthCredentials()
         else:
-            scope["user"] = JWTUser(claims)
-            scope["auth"] = self._credentials(claims.role)
-        await self.app(scope, receive, send)
+            if claims is None:
+                scope["user"] = UnauthenticatedUser()
+                scope["auth"] = AuthCredentials()
+            else:
+                scope["user"] = JWTUser(claims)
+                scope["auth"] = self._credentials(claims.role)
+        if kind == "websocket":
+            await serve_websocket(
+                self.app, scope, receive, send, config=self.config, claims=claims,
+                live=self.live, revocation=self.verifier.revocation,
+            )  # fmt: skip
+            return
+        try:
+            await self.app(scope, receive, send)
+        except AuthError as error:
+            # A guard used as a dependency (FastAPI) raises; answered here, an app
+            # without exception handlers still gives the 401/403, never a 500.
+            await self._refuse(scope, receive, send, error, None)
 
     async def _refuse(
         self, scope: Scope, receive: Receive, send: Send, error: AuthError, algs: str | None
@@ -171,8 +196,7 @@ class JWTAuthMiddleware:
         if scope["type"] == "http":
             await error_response(self.config, error, dpop_algs=algs)(scope, receive, send)
         else:
-            code = 1013 if error.status == 503 else 1008
-            await send({"type": "websocket.close", "code": code, "reason": error.code})
+            await refuse_websocket(self.config, error, scope, receive, send, dpop_algs=algs)
 
     def _clearing_cookie(self, send: Send) -> Send:
         name = self._access_cookie

@@ -30,6 +30,7 @@ from ..keyring import KeyRing
 from ..refresh_token import decode_refresh_token
 from ..sessions import ClientMetadata, TokenPair
 from .config import WebConfig
+from .fallthrough import fall_through
 from .middleware import JWTUser
 from .responses import NO_STORE, clear_session_cookies, error_response, set_session_cookies
 
@@ -160,7 +161,8 @@ class AuthRoutes:
                 Route("/sessions/{sid}", a(self.revoke_session), methods=["DELETE"]),
                 Route("/session", a(self.session_status), methods=["GET"]),
                 *(self.oauth.routes() if self.oauth is not None else []),
-            ]
+            ],
+            default=fall_through,  # no route-order trap: jwtsess/web/fallthrough.py
         )
 
     async def refresh(self, request: Request) -> Response:

@@ -1,0 +1,128 @@
+"""The jwtsess demo as a FastAPI app: ``python -m examples.fastapi_app``.
+
+The same users, keys and environment variables as ``examples/app.py`` (its
+``DemoConfig``, ``PasswordBook`` and key set-up are reused, not copied): HOST,
+PORT, JWTSESS_KEYS_DIR, JWTSESS_ALG, JWTSESS_ACCESS_TTL, JWTSESS_SECURE_COOKIES,
+REDIS_URL. Swagger UI is at ``/docs``: log in with ``POST /auth/login``, paste
+the ``access_token`` into Authorize, and call ``GET /me``.
+
+- ``POST /auth/login``: ``{"username", "password"}`` -> a token pair;
+- the auth routes (``auth_router``): refresh, logout, sessions, ...;
+- ``GET /me``: the caller's claims (``CurrentUser``);
+- ``GET /admin``: role ``admin`` only (403 ``insufficient_role`` otherwise);
+- ``/ws``: a websocket echoing text for an authenticated user, closed by the
+  server (1008 ``token_revoked`` / ``token_expired``) when the session ends.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the local `admin_only` in annotations.
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from examples.app import DEMO_USERS, DemoConfig, demo_parts
+from jwtsess import Issuer, KeyRing, Verifier
+from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, client_metadata, require_role
+from jwtsess.web.fastapi import CurrentUser, ErrorBody, TokenPairBody, auth_router
+
+DESCRIPTION = "jwtsess demo users: alice / alice-demo-password (admin), bob / bob-demo-password."
+
+
+class LoginBody(BaseModel):
+    username: str
+    password: str
+
+
+def build_app(
+    issuer: Issuer,
+    verifier: Verifier,
+    keyring: KeyRing,
+    web: WebConfig,
+    *,
+    lifespan: Any = None,
+) -> FastAPI:
+    """The app on given jwtsess parts (tests pass the ``jwtsess`` fixture's)."""
+    app = FastAPI(title="jwtsess FastAPI demo", description=DESCRIPTION, lifespan=lifespan)
+    app.add_middleware(JWTAuthMiddleware, verifier=verifier, config=web)
+    admin_only = require_role("admin", config=web)
+
+    @app.post(
+        "/auth/login",
+        tags=["auth"],
+        response_model=TokenPairBody,
+        responses={401: {"model": ErrorBody}},
+    )
+    async def login(body: LoginBody, request: Request) -> Response:
+        # scrypt takes ~50 ms: off the event loop, so other requests go on.
+        role = await run_in_threadpool(DEMO_USERS.check, body.username, body.password)
+        if role is None:
+            return JSONResponse(
+                {"error": "invalid_credentials", "detail": "Wrong username or password."},
+                status_code=401,
+                headers={"Cache-Control": "no-store"},
+            )
+        pair = await issuer.login(body.username, role, metadata=client_metadata(request))
+        return JSONResponse(pair.as_json(), headers={"Cache-Control": "no-store"})
+
+    app.include_router(auth_router(issuer, config=web))
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> dict[str, Any]:
+        return user.claims.as_dict()
+
+    @app.get("/admin")
+    async def admin(user: Annotated[JWTUser, Depends(admin_only)]) -> dict[str, Any]:
+        return {"admin": True, "user": user.id}
+
+    @app.get("/.well-known/jwks.json", include_in_schema=False)
+    async def jwks() -> dict[str, Any]:
+        return keyring.jwks()
+
+    @app.websocket("/ws")
+    async def echo(websocket: WebSocket, user: CurrentUser) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):  # either end may close; both are fine
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_text(f"{user.id}: {text}")
+
+    return app
+
+
+def create_app(config: DemoConfig) -> FastAPI:
+    parts = demo_parts(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await parts.mirror.start()
+        try:
+            yield
+        finally:
+            await parts.mirror.stop()
+            await parts.store.close()
+
+    return build_app(parts.issuer, parts.verifier, parts.keyring, parts.web, lifespan=lifespan)
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory examples.fastapi_app:app_from_env``."""
+    return create_app(DemoConfig.from_env())
+
+
+def main() -> None:
+    import uvicorn
+
+    config = DemoConfig.from_env()
+    app = create_app(config)
+    print(f"jwtsess FastAPI demo: open http://{config.host}:{config.port}/docs")
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()
