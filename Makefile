@@ -80,7 +80,7 @@ bench: $(BENCH_STAMP) redis-server wrk
 # The long fuzzing campaign: >= 1,000,000 inputs across the verifier, refresh
 # tokens and the HTTP layer (~7 minutes on one core); prints the counts.
 fuzz: $(STAMP)
-	$(BIN)/python scripts/fuzz.py
+	$(BIN)/python -m scripts.fuzz
 
 # A bounded (60 s) loopback soak of mixed traffic against uvicorn and Redis:
 # throughput, errors (target 0) and RSS over time.

@@ -85,11 +85,5 @@ async def measure(variants: Sequence[Variant], *, ops: int, rounds: int, warmup:
             variant.samples.append((time.perf_counter_ns() - start) / ops / 1000)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def run(coro: Awaitable[Any]) -> Any:
     return asyncio.run(coro)  # type: ignore[arg-type]

@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 
 from jwtsess import Issuer, KeyRing, RedisStore, TokenSettings, init_keys
-
-from .harness import percentile
+from tests.support.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "https://auth.bench.test"
@@ -85,4 +84,4 @@ async def propagation(redis_url: str, *, trials: int) -> tuple[float, float, lis
                 peer.kill()
                 await peer.wait()
         await store.close()
-    return percentile(samples, 50), percentile(samples, 99), samples
+    return percentile(samples, 0.5), percentile(samples, 0.99), samples

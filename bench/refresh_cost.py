@@ -15,8 +15,7 @@ import time
 from dataclasses import dataclass
 
 from jwtsess import AccessTokenSigner, Issuer, KeyRing, RedisStore, TokenSettings, init_keys
-
-from .harness import percentile
+from tests.support.stats import percentile
 
 ISSUER = "https://auth.bench.test"
 AUDIENCE = "api.bench.test"
@@ -97,14 +96,14 @@ async def refresh_vs_floor(
     return [
         LatencyResult(
             "floor: EVALSHA + 2 signatures",
-            percentile(floor_samples, 50),
-            percentile(floor_samples, 99),
+            percentile(floor_samples, 0.5),
+            percentile(floor_samples, 0.99),
             floor_tps,
         ),
         LatencyResult(
             "Issuer.refresh (RedisStore)",
-            percentile(refresh_samples, 50),
-            percentile(refresh_samples, 99),
+            percentile(refresh_samples, 0.5),
+            percentile(refresh_samples, 0.99),
             refresh_tps,
         ),
     ]

@@ -14,9 +14,12 @@ briefly under hypothesis) with a large budget:
 
 Usage::
 
-    python scripts/fuzz.py                      # 1,000,000 inputs, ~7 minutes on one core
-    python scripts/fuzz.py --budget 50000       # a quick check
-    python scripts/fuzz.py --only http --seed 7 --max-minutes 10
+    python -m scripts.fuzz                      # 1,000,000 inputs, ~7 minutes on one core
+    python -m scripts.fuzz --budget 50000       # a quick check
+    python -m scripts.fuzz --only http --seed 7 --max-minutes 10
+
+Run it as a module from the repository root (``make fuzz`` does), so ``tests``
+is imported as the package it is.
 
 It measures each target's speed first and prints an estimate, prints progress
 with an ETA while it runs, stops at ``--max-minutes`` whatever is left, and ends
@@ -29,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -40,11 +42,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # ``tests`` is imported as a package from the repo root
-
-from tests import fuzz_targets as ft  # noqa: E402
+from tests import fuzz_targets as ft
 
 HTTP_ENV_EXAMPLES = 400  # examples per app before a fresh one (bounds store and cache growth)
 PROGRESS_SECONDS = 15.0

@@ -17,6 +17,7 @@ from jwtsess.store.base import SessionStore
 from jwtsess.store.memory import MemoryStore
 from jwtsess.store.redis import RedisStore
 from tests.support.kit import AUDIENCE, ISSUER, IssuerKit, MutableClock, TokenKit
+from tests.support.redis_proxy import RedisFaultProxy
 from tests.support.redis_server import (
     RedisClusterServers,
     RedisServer,
@@ -78,7 +79,17 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield cluster
 
 
-@pytest.fixture(params=["memory", "redis", "cluster"])
+#: Fixtures that start servers: a test using one must be marked ``system``.
+SERVER_FIXTURES = frozenset({"redis_server", "redis_cluster"})
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.system),
+        pytest.param("cluster", marks=pytest.mark.system),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     """Every SessionStore backend, so one suite checks the same contract on each."""
     if request.param == "memory":
@@ -143,7 +154,31 @@ async def web(make_web: MakeWeb) -> WebApp:
     return await make_web()
 
 
+@pytest.fixture
+async def faulty_web(
+    make_kit: Callable[..., TokenKit], redis_server: RedisServer
+) -> AsyncIterator[WebApp]:
+    """The test app on the private Redis behind a ``RedisFaultProxy``: ``web.fault.cut()``
+    takes the store away (every store call fails at once), ``restore()`` brings it back."""
+    with redis_server.client() as admin:
+        admin.flushall()  # our own private server
+    async with RedisFaultProxy(redis_server.port) as proxy:
+        store = RedisStore.from_url(proxy.url, socket_timeout=2)
+        web = await start_web(make_kit("HS256"), store)
+        web.fault = proxy
+        try:
+            yield web
+        finally:
+            await web.aclose()
+            await store.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _drop_hmac_jwks_cases(config, items)
+    _require_system_marker(items)
+
+
+def _drop_hmac_jwks_cases(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A JWKS holds no HMAC key: attack cases on an HS256 ring run against the keyring only.
 
     (Tokens whose header claims HS256 still run against both: key confusion.)
@@ -160,3 +195,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def _require_system_marker(items: list[pytest.Item]) -> None:
+    """Refuse to run a test that starts a server without the ``system`` marker, so
+    ``pytest -m "not system"`` stays a fast inner loop with no server in it."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        and item.get_closest_marker("system") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests using a server fixture need @pytest.mark.system: " + ", ".join(unmarked)
+        )

@@ -19,16 +19,15 @@ import contextlib
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
+
+from tests.support.servers import running_uvicorn
+
+pytestmark = pytest.mark.system  # starts the demo and a browser
 
 try:
     from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
@@ -50,8 +49,6 @@ CHROMIUM_ARGS = [
 ]
 ROOT = Path(__file__).resolve().parents[1]
 ACCESS_TTL = 3  # seconds; short so that expiry happens during the test
-STARTUP_LINE = "Application startup complete"
-STARTUP_TIMEOUT = 20.0
 TIMEOUT_MS = 10_000  # for Playwright actions and expectations
 # Debian's chromium in headless mode, as jwtsess.devices labels it (needs jwtsess[devices]).
 DEVICE_LABEL = re.compile(r"^(Headless )?Chrome \d+ on Linux \(this device\)$")
@@ -62,43 +59,6 @@ SIGNED_OUT = re.compile(r"^(You are signed out\.|Your session ended\.)$")
 ACCESS_COOKIE = "jwtsess-access"
 REFRESH_COOKIE = "jwtsess-refresh"
 CSRF_COOKIE = "jwtsess-csrf"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class OutputReader:
-    """Drains the server's output on a thread (so the pipe never fills up) and
-    signals when uvicorn reports startup or the output ends."""
-
-    stream: IO[str]
-    lines: list[str] = field(default_factory=list)
-    started: bool = False
-    event: threading.Event = field(default_factory=threading.Event)
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="demo-output", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            for line in self.stream:
-                self.lines.append(line.rstrip("\n"))
-                if STARTUP_LINE in line:
-                    self.started = True
-                    self.event.set()
-        except (OSError, ValueError):  # the pipe was closed under us
-            pass
-        finally:
-            self.event.set()
-
-    def text(self) -> str:
-        return "\n".join(self.lines[-40:])
 
 
 @pytest.fixture
@@ -123,42 +83,14 @@ def browser() -> Iterator[Browser]:
 @contextlib.contextmanager
 def running_demo(keys_dir: Path, access_ttl: int) -> Iterator[str]:
     """The demo app (examples/app.py) under uvicorn on a free loopback port; yields its URL."""
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        JWTSESS_KEYS_DIR=str(keys_dir),
-        JWTSESS_ACCESS_TTL=str(access_ttl),
-        JWTSESS_SECURE_COOKIES="0",
-        PYTHONUNBUFFERED="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.app"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    assert process.stdout is not None
-    reader = OutputReader(process.stdout)
-    try:
-        if not reader.event.wait(STARTUP_TIMEOUT) or not reader.started:
-            pytest.fail(f"the demo server did not start; its output:\n{reader.text()}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.thread.join(timeout=10)
-        process.stdout.close()
+    env = {
+        "JWTSESS_KEYS_DIR": str(keys_dir),
+        "JWTSESS_ACCESS_TTL": str(access_ttl),
+        "JWTSESS_SECURE_COOKIES": "0",
+        "REDIS_URL": None,
+    }
+    with running_uvicorn(module="examples.app", env=env) as server:
+        yield server.base_url
 
 
 @pytest.fixture

@@ -2,89 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.redis_server import free_port
+from tests.support.servers import Server, running_uvicorn
+
+pytestmark = pytest.mark.system  # starts the demo under uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class DemoServer:
-    """``python -m examples.app`` on a free port, its output collected line by line."""
-
-    def __init__(self, keys_dir: Path) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "JWTSESS_KEYS_DIR": str(keys_dir),
-        }
-        env.pop("REDIS_URL", None)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "examples.app"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self.lines: list[str] = []
-        self._ready = threading.Event()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(timeout=30) or self.process.poll() is not None:
-            self.stop()
-            pytest.fail("the demo did not start:\n" + "".join(self.lines))
-
-    def _drain(self) -> None:
-        stream = self.process.stdout
-        assert stream is not None
-        for raw in stream:
-            line = raw.decode("utf-8", "replace")
-            self.lines.append(line)
-            if "Uvicorn running on" in line:  # listening (after startup)
-                self._ready.set()
-        self._ready.set()
-
-    def stop(self) -> str:
-        """Stop gracefully (uvicorn waits for running requests) and return the whole log."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._reader.join(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return "".join(self.lines)
-
-
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[DemoServer]:
-    server = DemoServer(tmp_path / "keys")
-    try:
+def demo(tmp_path: Path) -> Iterator[Server]:
+    """``make run``'s ``python -m examples.app`` on a free port, on the embedded store."""
+    env = {"JWTSESS_KEYS_DIR": str(tmp_path / "keys"), "REDIS_URL": None}
+    with running_uvicorn(module="examples.app", env=env) as server:
         assert any("store = MemoryStore" in line for line in server.lines)  # it says what it uses
         assert any("signing with RS256" in line for line in server.lines)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def demo_port(demo: DemoServer) -> int:
+def demo_port(demo: Server) -> int:
     return demo.port
 
 
@@ -123,7 +69,7 @@ def _abandon_body(port: int, path: str) -> None:
         sock.sendall(head.encode("ascii") + b'{"username')
 
 
-def test_client_disconnecting_mid_body_leaves_no_traceback(demo: DemoServer) -> None:
+def test_client_disconnecting_mid_body_leaves_no_traceback(demo: Server) -> None:
     """Issue 12 point 5: a client that hangs up mid-body is not a server error.
 
     20 abandoned bodies on each route that reads one (the demo's login and the

@@ -37,12 +37,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import ssl
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -54,14 +50,17 @@ import httpx
 import pytest
 
 from jwtsess import init_keys
-from tests.support.redis_server import free_port, running_redis
+from tests.support.redis_server import running_redis
+from tests.support.servers import Server, running_uvicorn
+from tests.support.stats import percentile
+
+pytestmark = pytest.mark.system  # starts redis-server and uvicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 BATCH = 200  # fresh-connection requests per batch
 MIN_HITS = 5  # a batch goes on until every worker answered at least this many
 MAX_BATCH = 3000  # ...but never further than this
-STARTUP_TIMEOUT = 45.0
 DEADLINE = 10.0  # give up waiting for propagation (the assertion below is much tighter)
 SANITY_BOUND = 1.0  # seconds: what the test asserts
 DESIGN_TARGET = 0.050  # seconds, p99: what the design promises (reported)
@@ -76,119 +75,36 @@ SSL_CONTEXT = ssl.create_default_context()
 
 @dataclass
 class Cluster:
-    """uvicorn's master process, its workers' pids and its output."""
+    """The demo under ``uvicorn --workers 4`` and when each user's last logout-all was sent."""
 
-    port: int
-    master: subprocess.Popen[bytes]
-    workers: list[int]
-    lines: list[str]
+    server: Server
     logout_all_at: dict[str, float] = field(default_factory=dict)  # user -> time.time()
 
     @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def workers(self) -> list[int]:
+        return self.server.workers
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return "".join(self.lines[-200:])
-
-
-def _stop(process: subprocess.Popen[bytes], workers: list[int]) -> None:
-    """Terminate the master (it stops its workers); kill what is left after a timeout."""
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
-    for pid in workers:  # only our own workers, by pid, if the master left any behind
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if _parent_of(pid) == process.pid:
-                os.kill(pid, 9)
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # "pid (comm) state ppid ...": comm may hold spaces, so split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-@contextlib.contextmanager
-def uvicorn_workers(directory: Path, redis_url: str) -> Iterator[Cluster]:
-    keys = directory / "keys"
-    init_keys(keys, "RS256")  # before the workers start, so they do not race to create keys
-    port = free_port()
-    env = {
-        **os.environ,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "JWTSESS_KEYS_DIR": str(keys),
-        "REDIS_URL": redis_url,
-    }
-    args = [
-        sys.executable, "-m", "uvicorn", "--factory", "examples.app:app_from_env",
-        "--workers", str(WORKERS), "--host", "127.0.0.1", "--port", str(port),
-        "--no-access-log",
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    stream = process.stdout
-    assert stream is not None
-    lines: list[str] = []
-    workers: list[int] = []
-    changed = threading.Condition()
-    ended = False
-
-    def drain() -> None:
-        nonlocal ended
-        for raw in stream:  # keep reading so uvicorn never blocks on a full pipe
-            line = raw.decode("utf-8", "replace")
-            with changed:
-                if len(lines) < 5000:
-                    lines.append(line)
-                started = re.search(r"Started server process \[(\d+)\]", line)
-                if started:
-                    workers.append(int(started.group(1)))
-                changed.notify_all()
-        with changed:
-            ended = True
-            changed.notify_all()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        with changed:
-            ready = changed.wait_for(
-                lambda: (
-                    ended
-                    or sum("Application startup complete" in line for line in lines) >= WORKERS
-                ),
-                timeout=STARTUP_TIMEOUT,
-            )
-            log = "".join(lines)
-        if not ready or ended or process.poll() is not None:
-            pytest.fail(f"uvicorn's {WORKERS} workers did not all start:\n{log}")
-        assert len(set(workers)) == WORKERS, log
-        assert all(_parent_of(pid) == process.pid for pid in workers), log
-        yield Cluster(port, process, list(workers), lines)
-    finally:
-        _stop(process, workers)
-        reader.join(timeout=10)
-        stream.close()
+        return self.server.base_url
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("multiworker")
+    keys = directory / "keys"
+    init_keys(keys, "RS256")  # before the workers start, so they do not race to create keys
     with running_redis(directory / "redis") as redis_server:
-        with uvicorn_workers(directory, redis_server.url) as served:
-            yield served
+        env = {"JWTSESS_KEYS_DIR": str(keys), "REDIS_URL": redis_server.url}
+        with running_uvicorn(env=env, workers=WORKERS) as served:
+            yield Cluster(served)
+            log = served.stop()
         # Every worker stopped cleanly: nothing crashed while it served.
-        assert "Traceback" not in "".join(served.lines), served.log()
+        assert "Traceback" not in log, log[-20000:]
 
 
 # -- which worker answered -----------------------------------------------------------------
@@ -368,11 +284,6 @@ def pinned(cluster: Cluster) -> Iterator[dict[int, PinnedConnection]]:
             client.close()
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -515,7 +426,7 @@ def test_propagation_latency_per_worker(
     everything = [d for per_worker in delays.values() for d in per_worker]
     p50, p99, worst = (
         statistics.median(everything),
-        _percentile(everything, 0.99),
+        percentile(everything, 0.99),
         max(everything),
     )
     with capsys.disabled():

@@ -2,7 +2,7 @@
 
 Tests are named after the clause: RFC 6749 §3.2, §5.1, §5.2, §6 (token
 endpoint), RFC 7009 §2 (revocation), RFC 7662 §2 (introspection), RFC 8414
-§2-3 (metadata). They run against tests/web_app.py's app, through httpx, on
+§2-3 (metadata). They run against tests/support/web_app.py's app, through httpx, on
 every store unless the store cannot matter (parsing).
 """
 
@@ -222,13 +222,16 @@ async def test_rate_limit_is_shared_with_the_json_route_429_with_retry_after(
     assert json_route.status_code == 429  # the same buckets
 
 
-async def test_store_outage_is_503_with_retry_after_and_spends_nothing(web: WebApp) -> None:
+@pytest.mark.system
+async def test_store_outage_is_503_with_retry_after_and_spends_nothing(faulty_web: WebApp) -> None:
+    web, fault = faulty_web, faulty_web.fault
+    assert fault is not None
     pair = await web.login()
-    web.store.down = True
+    fault.cut()
     response = await grant(web.client(), **refresh_params(pair.refresh_token))
     assert_oauth_error(response, 503, "temporarily_unavailable")
     assert response.headers["retry-after"] == "1"
-    web.store.down = False
+    fault.restore()
     assert (await grant(web.client(), **refresh_params(pair.refresh_token))).status_code == 200
 
 
@@ -356,7 +359,7 @@ async def test_rfc7009_2_1_revoking_an_access_token_denies_it_in_every_process(
     web: WebApp,
 ) -> None:
     pair = await web.login()
-    other_process = RevocationMirror(web.store.inner, clock=web.clock)
+    other_process = RevocationMirror(web.store, clock=web.clock)
     await other_process.load()
     client = web.client()
     response = await client.post(
@@ -412,13 +415,18 @@ async def test_rfc7009_2_1_the_token_parameter_is_required(web: WebApp) -> None:
     assert get.status_code == 405
 
 
-async def test_rfc7009_2_2_1_store_unavailable_is_503_and_the_token_lives(web: WebApp) -> None:
+@pytest.mark.system
+async def test_rfc7009_2_2_1_store_unavailable_is_503_and_the_token_lives(
+    faulty_web: WebApp,
+) -> None:
+    web, fault = faulty_web, faulty_web.fault
+    assert fault is not None
     pair = await web.login()
-    web.store.down = True
+    fault.cut()
     response = await web.client().post(REVOKE, data={"token": pair.refresh_token})
     assert_oauth_error(response, 503, "temporarily_unavailable")
     assert response.headers["retry-after"] == "1"
-    web.store.down = False
+    fault.restore()
     assert await web.issuer.session(pair.session_id) is not None
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.system  # builds and installs the package into fresh venvs
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds, for each step (a cold pip cache downloads cryptography)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import statistics
 import sys
 import time
@@ -37,6 +36,9 @@ from jwtsess.store.redis import RedisStore
 from tests.support.kit import AUDIENCE, ISSUER, MutableClock, TokenKit
 from tests.support.redis_proxy import RedisFaultProxy
 from tests.support.redis_server import RedisClusterServers, RedisServer
+from tests.support.stats import percentile
+
+pytestmark = pytest.mark.system  # starts redis-servers and peer processes
 
 ROOT = Path(__file__).resolve().parent.parent
 READ_TIMEOUT = 10.0  # bound on every wait for the peer or the mirror
@@ -49,12 +51,6 @@ def fresh_redis(redis_server: RedisServer) -> RedisServer:
     with redis_server.client() as admin:
         admin.flushall()
     return redis_server
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
 
 
 def assert_stale(verifier: Verifier, token: str) -> None:

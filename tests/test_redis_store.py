@@ -25,6 +25,8 @@ from jwtsess.store.redis import RedisStore
 from tests.support.kit import TokenKit
 from tests.support.redis_server import RedisServer, running_redis
 
+pytestmark = pytest.mark.system  # starts private redis-servers
+
 
 @pytest.fixture
 def fresh_redis(redis_server: RedisServer) -> RedisServer:

@@ -10,6 +10,8 @@ from jwtsess.store.redis import RedisStore
 from tests.support.kit import T0
 from tests.support.redis_server import RedisServer
 
+pytestmark = pytest.mark.system  # uses the private redis-server
+
 
 @pytest.fixture
 async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:

@@ -781,7 +781,7 @@ async def test_session_status(web: WebApp) -> None:
 async def test_session_status_of_an_ended_session_with_a_live_token(web: WebApp) -> None:
     """The session lapsed (idle) while an access token issued before still lives."""
     web_policy = SessionPolicy(idle_ttl=300, absolute_ttl=3600)
-    web = build_web(web.kit, web.store.inner, policy=web_policy)
+    web = build_web(web.kit, web.store, policy=web_policy)
     await web.mirror.load()
     try:
         pair = await web.login()
@@ -838,10 +838,14 @@ async def test_jwks_never_publishes_hmac_secrets(web: WebApp) -> None:
 # -- store and mirror trouble -----------------------------------------------------------------
 
 
-async def test_store_down_is_503_and_nothing_changes(web: WebApp) -> None:
+@pytest.mark.system
+async def test_store_down_is_503_and_nothing_changes(faulty_web: WebApp) -> None:
+    """Redis cut off behind the fault proxy: every route that needs the store answers 503."""
+    web, fault = faulty_web, faulty_web.fault
+    assert fault is not None
     pair = await web.login()
     client = web.client()
-    web.store.down = True
+    fault.cut()
     detail = "The session store is unavailable; try again."
     auth = bearer(pair.access_token)
     for response in (
@@ -858,7 +862,7 @@ async def test_store_down_is_503_and_nothing_changes(web: WebApp) -> None:
         assert response.headers["retry-after"] == "1"
     # Verifying access tokens needs no store.
     assert (await client.get("/me", headers=auth)).status_code == 200
-    web.store.down = False
+    fault.restore()
     response = await refresh(client, pair.refresh_token)  # the same token: nothing was rotated
     assert response.status_code == 200, response.text
 

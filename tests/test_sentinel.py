@@ -19,6 +19,8 @@ from jwtsess import Issuer, RedisStore, RevocationMirror, TokenRevoked, Verifier
 from tests.support.kit import TokenKit
 from tests.support.redis_server import RedisServer, free_port
 
+pytestmark = pytest.mark.system  # starts redis-servers and sentinels
+
 SERVICE = "jwtsess-test"
 
 

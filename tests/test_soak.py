@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.system  # starts redis-server and uvicorn
+
 ROOT = Path(__file__).resolve().parent.parent
 SECONDS = 8
 TIMEOUT = 120  # the whole run: start-up, traffic, shutdown

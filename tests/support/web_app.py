@@ -21,7 +21,7 @@ test's own event loop, so the Redis store's connections stay on one loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,14 +41,13 @@ from jwtsess import (
     Issuer,
     RevocationMirror,
     SessionPolicy,
-    StoreUnavailable,
     TokenPair,
     Verifier,
 )
 from jwtsess.dpop import DPoPSettings, DPoPVerifier
 from jwtsess.mirror import StalenessPolicy
-from jwtsess.sessions import ClientMetadata, Rotation, SessionInfo
-from jwtsess.store.base import FeedBatch, NewSession, SessionStore
+from jwtsess.sessions import ClientMetadata
+from jwtsess.store.base import SessionStore
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
@@ -65,6 +64,7 @@ from jwtsess.web import (
     set_session_cookies,
 )
 from tests.support.kit import MutableClock, TokenKit
+from tests.support.redis_proxy import RedisFaultProxy
 
 BASE_URL = "https://testserver"
 CLIENT_IP = "127.0.0.1"
@@ -72,121 +72,6 @@ USER_AGENT = "jwtsess-tests/1.0"
 INTROSPECTION_CLIENT = ("resource-server", "rs-secret-0123456789abcdef")
 NO_STORE = "no-store"
 ALL_METHODS = ["GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"]
-
-
-class OutageStore(SessionStore):
-    """Delegates to a real store; while ``down`` every call raises ``StoreUnavailable``."""
-
-    def __init__(self, inner: SessionStore) -> None:
-        self.inner = inner
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise StoreUnavailable()
-
-    async def create(
-        self, session: NewSession, *, now: float, absolute_ttl: float, idle_ttl: float
-    ) -> int:
-        self._check()
-        return await self.inner.create(
-            session, now=now, absolute_ttl=absolute_ttl, idle_ttl=idle_ttl
-        )
-
-    async def rotate(
-        self,
-        sid: str,
-        generation: int,
-        *,
-        now: float,
-        grace: float,
-        metadata: ClientMetadata,
-        revocation_ttl: float,
-    ) -> Rotation:
-        self._check()
-        return await self.inner.rotate(
-            sid, generation, now=now, grace=grace, metadata=metadata, revocation_ttl=revocation_ttl
-        )
-
-    async def get(self, sid: str, *, now: float) -> SessionInfo | None:
-        self._check()
-        return await self.inner.get(sid, now=now)
-
-    async def list_for_user(self, user_id: str, *, now: float) -> list[SessionInfo]:
-        self._check()
-        return await self.inner.list_for_user(user_id, now=now)
-
-    async def update_claims(
-        self, sid: str, role: str, extra_claims: Mapping[str, Any], *, now: float
-    ) -> bool:
-        self._check()
-        return await self.inner.update_claims(sid, role, extra_claims, now=now)
-
-    async def revoke_session(
-        self, sid: str, *, now: float, revocation_ttl: float
-    ) -> SessionInfo | None:
-        self._check()
-        return await self.inner.revoke_session(sid, now=now, revocation_ttl=revocation_ttl)
-
-    async def revoke_other_sessions(
-        self, sid: str, *, now: float, revocation_ttl: float
-    ) -> list[str]:
-        self._check()
-        return await self.inner.revoke_other_sessions(sid, now=now, revocation_ttl=revocation_ttl)
-
-    async def revoke_user(
-        self,
-        user_id: str,
-        *,
-        now: float,
-        revocation_ttl: float,
-        end_sessions: bool,
-        role: str | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
-    ) -> list[str]:
-        self._check()
-        return await self.inner.revoke_user(
-            user_id,
-            now=now,
-            revocation_ttl=revocation_ttl,
-            end_sessions=end_sessions,
-            role=role,
-            extra_claims=extra_claims,
-        )
-
-    async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
-        self._check()
-        await self.inner.revoke_token(jti, now=now, until=until)
-
-    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
-        self._check()
-        return await self.inner.claim_once(key, now=now, until=until)
-
-    async def hit_rate_limit(
-        self, buckets: Sequence[str], *, now: float, limit: int, window: float
-    ) -> float:
-        self._check()
-        return await self.inner.hit_rate_limit(buckets, now=now, limit=limit, window=window)
-
-    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
-        self._check()
-        await self.inner.refund_rate_limit(buckets, now=now, window=window)
-
-    async def feed_snapshot(self, *, now: float) -> FeedBatch:
-        self._check()
-        return await self.inner.feed_snapshot(now=now)
-
-    async def feed_resume(self, cursor: str, *, now: float) -> FeedBatch:
-        self._check()
-        return await self.inner.feed_resume(cursor, now=now)
-
-    async def feed_wait(self, cursor: str, *, block: float) -> FeedBatch:
-        self._check()
-        return await self.inner.feed_wait(cursor, block=block)
-
-    async def trim_feed(self, *, now: float) -> int:
-        self._check()
-        return await self.inner.trim_feed(now=now)
 
 
 # -- the app's own routes (what an application adds around jwtsess) -----------------------
@@ -276,7 +161,7 @@ class WebApp:
 
     app: Starlette
     kit: TokenKit
-    store: OutageStore
+    store: SessionStore
     issuer: Issuer
     verifier: Verifier
     mirror: RevocationMirror
@@ -285,6 +170,9 @@ class WebApp:
     dpop: DPoPVerifier
     oauth: OAuthEndpoints
     clients: list[httpx.AsyncClient] = field(default_factory=list)
+    #: Between the store and its Redis when the app came from the ``faulty_web``
+    #: fixture: ``web.fault.cut()`` takes the store away, ``restore()`` brings it back.
+    fault: RedisFaultProxy | None = None
 
     @property
     def clock(self) -> MutableClock:
@@ -353,12 +241,9 @@ def build_web(
     Basic) and access tokens of role ``admin`` may introspect.
     """
     web = config or WebConfig()
-    outage = OutageStore(store)
     ticker = MutableClock(1000.0)
-    mirror = RevocationMirror(outage, clock=kit.clock, monotonic=ticker, policy=staleness)
-    issuer = Issuer(
-        kit.keyring, kit.settings, outage, policy=policy, clock=kit.clock, mirror=mirror
-    )
+    mirror = RevocationMirror(store, clock=kit.clock, monotonic=ticker, policy=staleness)
+    issuer = Issuer(kit.keyring, kit.settings, store, policy=policy, clock=kit.clock, mirror=mirror)
     verifier = Verifier(kit.keyring, kit.settings, clock=kit.clock, revocation=mirror)
     proofs = DPoPVerifier(dpop, clock=kit.clock)
     oauth_endpoints = OAuthEndpoints(
@@ -417,7 +302,7 @@ def build_web(
     return WebApp(
         app=app,
         kit=kit,
-        store=outage,
+        store=store,
         issuer=issuer,
         verifier=verifier,
         mirror=mirror,
