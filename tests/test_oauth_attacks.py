@@ -76,11 +76,19 @@ async def test_a_user_token_cannot_introspect_other_users_tokens(web: WebApp) ->
     assert "sub" not in response.json()
 
 
-async def test_forged_tokens_at_the_revocation_endpoint_cost_no_store_call(web: WebApp) -> None:
-    """Unauthenticated revocation must not turn garbage into store writes."""
+@pytest.mark.system
+async def test_forged_tokens_at_the_revocation_endpoint_cost_no_store_call(
+    faulty_web: WebApp, store: object
+) -> None:
+    """Unauthenticated revocation must not turn garbage into store writes.
+
+    (``store``: this module's parametrization; the app here runs on Redis instead.)
+    """
+    web, fault = faulty_web, faulty_web.fault
+    assert fault is not None
     forged_refresh = "rt1.c2lkc2lkc2lkc2lkc2lkc2lkc2lk.1." + "A" * 43
     forged_access = web.kit.token() + "x"
-    web.store.down = True  # any store call would now answer 503
+    fault.cut()  # any store call would now answer 503
     for token in ["garbage", forged_refresh, forged_access, "a.b.c"]:
         response = await web.client().post("/auth/revoke", data={"token": token})
         assert response.status_code == 200, token
