@@ -49,7 +49,7 @@ async def refresh_vs_floor(
     issuer = Issuer(keyring, settings, store)
     signer = AccessTokenSigner(keyring, settings)
     trivial = store.client.register_script("return 1")
-    secret = keyring.refresh_secret
+    secret = keyring.refresh_secret.secret
     try:
         # Sequential latency: one chain of refreshes.
         pair = await issuer.login("bench-user", "user")

@@ -47,6 +47,9 @@ from .login_limit import LoginAttempt as LoginAttempt
 from .login_limit import LoginLimiter as LoginLimiter
 from .login_limit import LoginLimits as LoginLimits
 from .mirror import RevocationMirror as RevocationMirror
+from .refresh_secrets import prune_refresh_secrets as prune_refresh_secrets
+from .refresh_secrets import rotate_refresh_secret as rotate_refresh_secret
+from .refresh_token import RefreshSecret as RefreshSecret
 from .sessions import ClientMetadata as ClientMetadata
 from .sessions import SessionInfo as SessionInfo
 from .sessions import SessionPolicy as SessionPolicy
@@ -91,6 +94,7 @@ __all__ = [
     "RateLimited",
     "RedisStore",
     "RefreshReused",
+    "RefreshSecret",
     "RevocationCheck",
     "RevocationMirror",
     "RevocationStateStale",
@@ -113,5 +117,7 @@ __all__ = [
     "Verifier",
     "init_keys",
     "prune_keys",
+    "prune_refresh_secrets",
     "rotate_keys",
+    "rotate_refresh_secret",
 ]

@@ -74,7 +74,8 @@ class Issuer:
         before the call returns (other processes follow within milliseconds).
     :param metrics: records refresh latency and reuse detections (``jwtsess.metrics``).
     :raises ValueError: if ``settings.access_ttl`` exceeds the keyring's
-        ``max_token_ttl`` (``prune`` would then drop keys whose tokens still live).
+        ``max_token_ttl``, or ``policy.absolute_ttl`` its ``max_session_ttl``
+        (``prune`` would then drop keys or refresh secrets still in use).
     """
 
     def __init__(
@@ -95,10 +96,15 @@ class Issuer:
                 f"access_ttl {settings.access_ttl}s exceeds the keyring's max_token_ttl "
                 f"{keyring.manifest.max_token_ttl:g}s; raise it in keys/manifest.json"
             )
+        self.policy = policy or SessionPolicy()
+        if self.policy.absolute_ttl > keyring.manifest.max_session_ttl:
+            raise ValueError(
+                f"absolute_ttl {self.policy.absolute_ttl}s exceeds the keyring's max_session_ttl "
+                f"{keyring.manifest.max_session_ttl:g}s; raise it in keys/manifest.json"
+            )
         self.keyring = keyring
         self.settings = settings
         self.store = store
-        self.policy = policy or SessionPolicy()
         self.claims_loader = claims_loader
         self.clock = clock
         self.auditor = Auditor(audit_hook)
@@ -228,7 +234,7 @@ class Issuer:
         return pair
 
     async def _refresh(self, refresh_token: str, metadata: ClientMetadata | None) -> TokenPair:
-        ref = decode_refresh_token(self.keyring.refresh_secret, refresh_token)
+        ref = decode_refresh_token(self.keyring, refresh_token)  # any listed secret
         meta = (metadata or ClientMetadata()).bounded()
         try:
             rotation = await self.store.rotate(

@@ -6,7 +6,8 @@ Layout (see docs/operations.md)::
       manifest.json       which keys exist, their algorithm and schedule
       <kid>.pem           PKCS#8 private key (RS256, ES256, EdDSA)
       <kid>.secret        32 random bytes (HS256)
-      refresh.secret      the MAC secret of refresh tokens (never a signing key)
+      refresh.secret      refresh-token MAC secret 0 (``init``; never a signing key)
+      refresh-<n>.secret  refresh-token MAC secret n (``rotate-refresh``)
 
 Every file is written atomically (temp file, fsync, rename, fsync of the
 directory) with mode 0600, and every read refuses a file that is missing,
@@ -33,6 +34,8 @@ from .jwk import SUPPORTED_ALGORITHMS
 
 MANIFEST_NAME: Final = "manifest.json"
 REFRESH_SECRET_NAME: Final = "refresh.secret"
+DEFAULT_MAX_SESSION_TTL: Final = 30 * 24 * 3600.0  # SessionPolicy.absolute_ttl's default
+MAX_REFRESH_SECRET_ID: Final = 999_999_999
 MANIFEST_FORMAT: Final = 1
 _SAFE_FILE_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,96}\.(pem|secret)$")
 
@@ -59,13 +62,47 @@ class KeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshSecretRecord:
+    """One refresh-token MAC secret as the manifest lists it.
+
+    The newest secret MACs new refresh tokens; an older one is *retired* from
+    the next one's ``created_at`` and still verifies the tokens it MACed until
+    ``prune`` removes it, once no live session can hold such a token.
+    """
+
+    id: int
+    file: str
+    created_at: float
+
+
+def refresh_secret_file(secret_id: int) -> str:
+    return REFRESH_SECRET_NAME if secret_id == 0 else f"refresh-{secret_id}.secret"
+
+
+#: A manifest written before refresh secrets were listed has exactly this one.
+LEGACY_REFRESH_SECRETS: Final = (RefreshSecretRecord(0, REFRESH_SECRET_NAME, 0.0),)
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
-    """The whole manifest. ``keys`` are sorted by ``activates_at``, oldest first."""
+    """The whole manifest. ``keys`` are sorted by ``activates_at``, oldest first,
+    ``refresh_secrets`` by id (and so by ``created_at``), oldest first.
+
+    ``max_session_ttl`` is the longest absolute session lifetime the apps use:
+    a retired refresh secret is kept that long (plus ``leeway``).
+    """
 
     keys: tuple[KeyRecord, ...]
     publish_delay: float
     max_token_ttl: float
     leeway: float
+    refresh_secrets: tuple[RefreshSecretRecord, ...] = LEGACY_REFRESH_SECRETS
+    max_session_ttl: float = DEFAULT_MAX_SESSION_TTL
+
+    def refresh_secret_retired_at(self, record: RefreshSecretRecord) -> float | None:
+        """When ``record`` stopped MACing new tokens: the next secret's creation, if any."""
+        later = [r.created_at for r in self.refresh_secrets if r.id > record.id]
+        return min(later) if later else None
 
     def state_of(self, record: KeyRecord, now: float) -> str:
         if record.activates_at > now:
@@ -88,7 +125,9 @@ class Manifest:
             "publish_delay": self.publish_delay,
             "max_token_ttl": self.max_token_ttl,
             "leeway": self.leeway,
+            "max_session_ttl": self.max_session_ttl,
             "keys": [asdict(k) for k in self.keys],
+            "refresh_secrets": [asdict(r) for r in self.refresh_secrets],
         }
         return (json.dumps(body, indent=2) + "\n").encode("utf-8")
 
@@ -178,6 +217,42 @@ def _record(item: Any, source: Path) -> KeyRecord:
     )
 
 
+def _refresh_record(item: Any, source: Path) -> RefreshSecretRecord:
+    if not isinstance(item, dict):
+        raise KeyringError(f"{source}: every entry of 'refresh_secrets' must be an object")
+    secret_id, file = item.get("id"), item.get("file")
+    if (
+        isinstance(secret_id, bool)
+        or not isinstance(secret_id, int)
+        or not 0 <= secret_id <= MAX_REFRESH_SECRET_ID
+    ):
+        raise KeyringError(f"{source}: invalid refresh secret id {secret_id!r}")
+    if file != refresh_secret_file(secret_id):
+        raise KeyringError(
+            f"{source}: refresh secret {secret_id}: file must be "
+            f"{refresh_secret_file(secret_id)!r}, got {file!r}"
+        )
+    return RefreshSecretRecord(
+        id=secret_id, file=file, created_at=_number(item, "created_at", source)
+    )
+
+
+def _refresh_records(body: dict[str, Any], source: Path) -> tuple[RefreshSecretRecord, ...]:
+    if "refresh_secrets" not in body:
+        return LEGACY_REFRESH_SECRETS
+    items = body["refresh_secrets"]
+    if not isinstance(items, list):
+        raise KeyringError(f"{source}: 'refresh_secrets' must be a list")
+    records = sorted((_refresh_record(item, source) for item in items), key=lambda r: r.id)
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        raise KeyringError(f"{source}: duplicate refresh secret id")
+    created = [r.created_at for r in records]
+    if created != sorted(created):
+        raise KeyringError(f"{source}: refresh secrets must be created in the order of their ids")
+    return tuple(records)
+
+
 def parse_manifest(data: bytes, source: Path) -> Manifest:
     try:
         body = json.loads(data)
@@ -200,6 +275,12 @@ def parse_manifest(data: bytes, source: Path) -> Manifest:
         publish_delay=_number(body, "publish_delay", source),
         max_token_ttl=_number(body, "max_token_ttl", source),
         leeway=_number(body, "leeway", source),
+        refresh_secrets=_refresh_records(body, source),
+        max_session_ttl=(
+            _number(body, "max_session_ttl", source)
+            if "max_session_ttl" in body
+            else DEFAULT_MAX_SESSION_TTL
+        ),
     )
 
 

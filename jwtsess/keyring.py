@@ -23,12 +23,14 @@ from .clock import Clock, system_clock
 from .errors import KeyringError
 from .jwk import SigningKey, load_signing_key
 from .keyfiles import (
-    REFRESH_SECRET_NAME,
+    MANIFEST_NAME,
     Manifest,
+    RefreshSecretRecord,
     check_private_file,
     read_manifest,
     read_private_file,
 )
+from .refresh_token import RefreshSecret
 
 logger = logging.getLogger("jwtsess.keyring")
 
@@ -42,7 +44,7 @@ class _Loaded:
     manifest: Manifest
     by_kid: Mapping[str, SigningKey]
     schedule: tuple[tuple[float, SigningKey], ...]  # (activates_at, key), oldest first
-    refresh_secret: bytes | None
+    refresh_secrets: Mapping[int, bytes]  # by id; a listed secret whose file is missing is absent
     fingerprint: tuple[int, int, int]  # (inode, size, mtime_ns) of the manifest
 
 
@@ -90,13 +92,18 @@ class KeyRing:
             by_kid[record.kid] = load_signing_key(
                 record.kid, record.alg, read_private_file(path), source=str(path)
             )
-        secret_path = self.directory / REFRESH_SECRET_NAME
-        refresh_secret = read_private_file(secret_path) if secret_path.exists() else None
+        # A process that only verifies access tokens may hold no refresh secret at
+        # all: a missing file is an error only when a refresh needs it.
+        refresh_secrets = {
+            r.id: read_private_file(self.directory / r.file)
+            for r in manifest.refresh_secrets
+            if (self.directory / r.file).exists()
+        }
         return _Loaded(
             manifest=manifest,
             by_kid=by_kid,
             schedule=tuple((r.activates_at, by_kid[r.kid]) for r in manifest.keys),
-            refresh_secret=refresh_secret,
+            refresh_secrets=refresh_secrets,
             fingerprint=(info.st_ino, info.st_size, info.st_mtime_ns),
         )
 
@@ -169,13 +176,41 @@ class KeyRing:
         already looked at the directory again (rate-limited) when it missed."""
         return kid in self._loaded.by_kid
 
-    @property
-    def refresh_secret(self) -> bytes:
-        """The MAC secret for refresh tokens (``refresh.secret``)."""
-        secret = self._loaded.refresh_secret
+    def _refresh_secret(self, record: RefreshSecretRecord) -> bytes:
+        secret = self._loaded.refresh_secrets.get(record.id)
         if secret is None:
-            raise KeyringError(f"{self.directory / REFRESH_SECRET_NAME}: file is missing")
+            raise KeyringError(f"{self.directory / record.file}: file is missing")
         return secret
+
+    def _refresh_record(self, secret_id: int) -> RefreshSecretRecord | None:
+        return next((r for r in self.manifest.refresh_secrets if r.id == secret_id), None)
+
+    @property
+    def refresh_secret(self) -> RefreshSecret:
+        """The secret that MACs new refresh tokens: the newest the manifest lists.
+
+        :raises KeyringError: its file is missing, or the manifest lists none.
+        """
+        self._maybe_reload(self._check_interval)
+        records = self.manifest.refresh_secrets
+        if not records:
+            raise KeyringError(f"{self.directory / MANIFEST_NAME}: lists no refresh secret")
+        return RefreshSecret(records[-1].id, self._refresh_secret(records[-1]))
+
+    def refresh_secret_by_id(self, secret_id: int) -> bytes | None:
+        """The refresh secret ``secret_id`` (current or retired), or None if not listed.
+
+        An unknown id may be a secret another process has just added (a
+        rotation): look at the manifest again, rate-limited like unknown kids.
+
+        :raises KeyringError: the secret is listed but its file is missing.
+        """
+        self._maybe_reload(self._check_interval)
+        record = self._refresh_record(secret_id)
+        if record is None:
+            self._maybe_reload(min(UNKNOWN_KID_RECHECK_SECONDS, self._check_interval))
+            record = self._refresh_record(secret_id)
+        return self._refresh_secret(record) if record is not None else None
 
     def jwks(self) -> dict[str, Any]:
         """RFC 7517 JWK Set of every published public key; HMAC secrets never appear."""

@@ -1,4 +1,4 @@
-"""Key rotation: ``init``, ``rotate``, ``prune``, ``list`` and ``jwks``.
+"""Key rotation: ``init``, ``rotate``, ``rotate-refresh``, ``prune``, ``list`` and ``jwks``.
 
 Installed as the ``jwtsess-keys`` command and wrapped by
 ``scripts/rotate_keys.py``. The schedule that makes a rotation safe:
@@ -11,6 +11,9 @@ Installed as the ``jwtsess-keys`` command and wrapped by
    *retiring* and still verifies.
 3. ``prune`` removes a retiring key once every token it signed has expired:
    retired at + ``max_token_ttl`` + ``leeway``.
+
+``rotate-refresh`` and the refresh-secret half of ``prune`` are in
+``jwtsess.refresh_secrets``.
 
 Key files are written before the manifest that names them, and removed after
 the manifest that no longer names them, so a reader never sees a manifest
@@ -34,16 +37,19 @@ from .clock import Clock, system_clock
 from .errors import KeyringError
 from .jwk import SUPPORTED_ALGORITHMS, SYMMETRIC_ALGORITHMS, generate_key_material, kid_for
 from .keyfiles import (
+    DEFAULT_MAX_SESSION_TTL,
     MANIFEST_NAME,
     PENDING,
     REFRESH_SECRET_NAME,
     KeyRecord,
     Manifest,
+    RefreshSecretRecord,
     atomic_write,
     directory_lock,
     read_manifest,
 )
 from .keyring import KeyRing
+from .refresh_secrets import prune_refresh_secrets, rotate_refresh_secret
 
 audit = logging.getLogger("jwtsess.audit")
 
@@ -70,9 +76,15 @@ def init_keys(
     publish_delay: float = DEFAULT_PUBLISH_DELAY,
     max_token_ttl: float = DEFAULT_MAX_TOKEN_TTL,
     leeway: float = DEFAULT_LEEWAY,
+    max_session_ttl: float = DEFAULT_MAX_SESSION_TTL,
     clock: Clock = system_clock,
 ) -> KeyRecord:
-    """Create the first key (active at once) and the refresh-token secret."""
+    """Create the first key (active at once) and refresh-token secret 0.
+
+    ``max_session_ttl`` is the longest absolute session lifetime the apps use
+    (``SessionPolicy.absolute_ttl``); ``prune`` keeps a retired refresh secret
+    that long.
+    """
     if alg not in SUPPORTED_ALGORITHMS:
         raise KeyringError(f"unsupported algorithm {alg!r}; choose one of {SUPPORTED_ALGORITHMS}")
     path = Path(directory)
@@ -84,7 +96,12 @@ def init_keys(
         if not (path / REFRESH_SECRET_NAME).exists():
             atomic_write(path / REFRESH_SECRET_NAME, secrets.token_bytes(32))
         manifest = Manifest(
-            keys=(record,), publish_delay=publish_delay, max_token_ttl=max_token_ttl, leeway=leeway
+            keys=(record,),
+            publish_delay=publish_delay,
+            max_token_ttl=max_token_ttl,
+            leeway=leeway,
+            refresh_secrets=(RefreshSecretRecord(0, REFRESH_SECRET_NAME, now),),
+            max_session_ttl=max_session_ttl,
         )
         atomic_write(path / MANIFEST_NAME, manifest.to_json())
     audit.info(
@@ -211,6 +228,20 @@ def list_table(directory: str | os.PathLike[str], *, clock: Clock = system_clock
                 _iso(retired + grace) if retired is not None and state != "active" else "-",
             )
         )
+    session_grace = manifest.max_session_ttl + manifest.leeway
+    secrets_rows = [("REFRESH SECRET", "STATE", "RETIRED", "PRUNABLE AFTER")]
+    for secret in manifest.refresh_secrets:
+        retired_at = manifest.refresh_secret_retired_at(secret)
+        if retired_at is None:
+            secrets_rows.append((str(secret.id), "current", "-", "-"))
+        else:
+            secrets_rows.append(
+                (str(secret.id), "retired", _iso(retired_at), _iso(retired_at + session_grace))
+            )
+    return _table(rows) + "\n\n" + _table(secrets_rows)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -268,6 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(a key-schedule margin, not TokenSettings.leeway, which the verifier applies "
         "to exp/nbf/iat)",
     )
+    p_init.add_argument(
+        "--max-session-ttl",
+        type=float,
+        default=DEFAULT_MAX_SESSION_TTL,
+        help="longest absolute session lifetime the apps use (seconds, SessionPolicy."
+        "absolute_ttl); a retired refresh secret is kept this long",
+    )
     p_rot = sub.add_parser(
         "rotate", help="add the next key (pending for the publish delay)", formatter_class=helpful
     )
@@ -284,12 +322,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser(
         "prune",
-        help="remove retiring keys whose tokens have all expired",
-        description="Remove retiring keys once retired_at + max_token_ttl + leeway has passed "
-        "(the last two from the manifest, as init set them).",
+        help="remove retiring keys and retired refresh secrets nothing can use any more",
+        description="Remove retiring keys once retired_at + max_token_ttl + leeway has passed, "
+        "and retired refresh secrets once retired_at + max_session_ttl + leeway has passed "
+        "(the durations from the manifest, as init set them).",
         formatter_class=helpful,
     )
-    sub.add_parser("list", help="show the keys and their states", formatter_class=helpful)
+    sub.add_parser(
+        "rotate-refresh",
+        help="add the next refresh-token secret (MACs new refresh tokens at once)",
+        description="Add refresh-<n>.secret. New refresh tokens are MACed with it; tokens of "
+        "the previous secrets keep working until prune removes them, max_session_ttl + "
+        "leeway after they were retired. See docs/operations.md.",
+        formatter_class=helpful,
+    )
+    sub.add_parser(
+        "list", help="show the keys, the refresh secrets and their states", formatter_class=helpful
+    )
     sub.add_parser("jwks", help="print the JWKS document", formatter_class=helpful)
     args = parser.parse_args(argv)
     directory = Path(args.dir)
@@ -301,13 +350,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 publish_delay=args.publish_delay,
                 max_token_ttl=args.max_token_ttl,
                 leeway=args.leeway,
+                max_session_ttl=args.max_session_ttl,
             )
             print(f"created {record.alg} key {record.kid} (active) in {directory}")
         elif args.command == "rotate":
             record = rotate_keys(directory, alg=args.alg, immediate=args.immediate)
             print(f"added {record.alg} key {record.kid}, signing from {_iso(record.activates_at)}")
+        elif args.command == "rotate-refresh":
+            secret = rotate_refresh_secret(directory)
+            print(f"added refresh secret {secret.id} ({secret.file}); it MACs new refresh tokens")
         elif args.command == "prune":
             removed = prune_keys(directory)
+            removed += [f"refresh secret {n}" for n in prune_refresh_secrets(directory)]
             print("pruned " + (", ".join(removed) if removed else "nothing"))
         elif args.command == "list":
             print(list_table(directory))

@@ -59,11 +59,11 @@ def test_readme_curl_walkthrough(demo_port: int, tmp_path: Path) -> None:
     assert 'error="invalid_token"' in out
 
 
-def _abandon_body(port: int, path: str) -> None:
-    """Declare a 100-byte JSON body, send 10 bytes of it, and hang up."""
+def _abandon_body(port: int, path: str, media_type: str = "application/json") -> None:
+    """Declare a 100-byte body, send 10 bytes of it, and hang up."""
     head = (
         f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        f"Content-Type: {media_type}\r\nContent-Length: 100\r\n\r\n"
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(head.encode("ascii") + b'{"username')
@@ -72,13 +72,16 @@ def _abandon_body(port: int, path: str) -> None:
 def test_client_disconnecting_mid_body_leaves_no_traceback(demo: Server) -> None:
     """Issue 12 point 5: a client that hangs up mid-body is not a server error.
 
-    20 abandoned bodies on each route that reads one (the demo's login and the
-    library's refresh); the log is read after a graceful stop, by which time
+    20 abandoned bodies on each route that reads one (the demo's login, the
+    library's refresh and its OAuth endpoints); the log is read after a graceful stop, by which time
     uvicorn has finished every request it started.
     """
+    form = "application/x-www-form-urlencoded"
     for _ in range(20):
         _abandon_body(demo.port, "/auth/login")
         _abandon_body(demo.port, "/auth/refresh")
+        for oauth_route in ("/auth/token", "/auth/revoke", "/auth/introspect"):
+            _abandon_body(demo.port, oauth_route, form)
     # The server still answers, and answers properly.
     with httpx.Client(base_url=f"http://127.0.0.1:{demo.port}", timeout=30) as client:
         answer = client.post("/auth/refresh", json={"refresh_token": "x"})

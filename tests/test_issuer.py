@@ -271,3 +271,13 @@ def test_access_ttl_beyond_keyring_max_is_refused(make_issuer: MakeIssuer) -> No
     long_lived = TokenSettings(issuer=ISSUER, audience=AUDIENCE, access_ttl=3600)
     with pytest.raises(ValueError, match="max_token_ttl"):
         Issuer(env.kit.keyring, long_lived, env.store)
+
+
+def test_absolute_session_lifetime_beyond_keyring_max_is_refused(make_issuer: MakeIssuer) -> None:
+    """`prune` keeps a retired refresh secret for max_session_ttl: no session may outlive it."""
+    from jwtsess.issuer import Issuer
+
+    env = make_issuer()
+    forever = SessionPolicy(absolute_ttl=31 * 24 * 3600)
+    with pytest.raises(ValueError, match="max_session_ttl"):
+        Issuer(env.kit.keyring, env.kit.settings, env.store, policy=forever)

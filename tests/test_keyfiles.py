@@ -20,6 +20,7 @@ from jwtsess.keyfiles import (
     RETIRING,
     KeyRecord,
     Manifest,
+    RefreshSecretRecord,
     atomic_write,
     check_private_file,
     parse_manifest,
@@ -203,6 +204,20 @@ def _mutations() -> list[tuple[str, Callable[[dict[str, Any]], None], str]]:
 
         return mutate
 
+    def secret(name: str, value: object) -> Callable[[dict[str, Any]], None]:
+        def mutate(body: dict[str, Any]) -> None:
+            body["refresh_secrets"][0][name] = value
+
+        return mutate
+
+    def duplicate_secret(body: dict[str, Any]) -> None:
+        body["refresh_secrets"].append(dict(body["refresh_secrets"][0]))
+
+    def secret_from_the_past(body: dict[str, Any]) -> None:
+        first = body["refresh_secrets"][0]
+        later = {"id": 1, "file": "refresh-1.secret", "created_at": first["created_at"] - 1}
+        body["refresh_secrets"].append(later)
+
     return [
         ("duplicate-kid", duplicate_kid, "duplicate kid"),
         ("same-instant", same_instant, "same instant"),
@@ -220,6 +235,17 @@ def _mutations() -> list[tuple[str, Callable[[dict[str, Any]], None], str]]:
         ("missing-delay", top("publish_delay", None), "publish_delay"),
         ("negative-ttl", top("max_token_ttl", -5), "max_token_ttl"),
         ("leeway-str", top("leeway", "60"), "leeway"),
+        ("session-ttl-negative", top("max_session_ttl", -1), "max_session_ttl"),
+        ("secrets-not-list", top("refresh_secrets", {}), "'refresh_secrets' must be a list"),
+        ("secret-not-object", top("refresh_secrets", [0]), "must be an object"),
+        ("secret-id-str", secret("id", "1"), "invalid refresh secret id"),
+        ("secret-id-negative", secret("id", -1), "invalid refresh secret id"),
+        ("secret-id-bool", secret("id", True), "invalid refresh secret id"),
+        ("secret-file-traversal", secret("file", "../refresh.secret"), "file must be"),
+        ("secret-file-other", secret("file", "refresh-7.secret"), "file must be"),
+        ("secret-created-str", secret("created_at", "now"), "non-negative number"),
+        ("secret-duplicate", duplicate_secret, "duplicate refresh secret id"),
+        ("secret-out-of-order", secret_from_the_past, "in the order of their ids"),
     ]
 
 
@@ -395,3 +421,34 @@ def test_parse_manifest_sorts_keys_by_activation(tmp_path: Path) -> None:
     active = manifest.active_at(T0 + 5)
     assert active is not None
     assert active.kid == "early"
+
+
+def test_a_manifest_from_before_refresh_rotation_has_secret_zero(keydir: Path) -> None:
+    body = _manifest_body(keydir)
+    del body["refresh_secrets"], body["max_session_ttl"]
+    _write_manifest(keydir, body)
+    manifest, _ = read_manifest(keydir)
+    assert manifest.refresh_secrets == (RefreshSecretRecord(0, "refresh.secret", 0.0),)
+    assert manifest.max_session_ttl == 30 * 24 * 3600
+    ring = KeyRing(keydir)
+    assert ring.refresh_secret.id == 0
+    assert ring.refresh_secret.secret == (keydir / "refresh.secret").read_bytes()
+
+
+def test_a_listed_refresh_secret_whose_file_is_missing_is_reported_on_use(keydir: Path) -> None:
+    body = _manifest_body(keydir)
+    body["refresh_secrets"].append({"id": 1, "file": "refresh-1.secret", "created_at": T0})
+    _write_manifest(keydir, body)
+    ring = KeyRing(keydir)  # a verify-only process needs no refresh secret
+    with pytest.raises(KeyringError, match=r"refresh-1\.secret: file is missing"):
+        _ = ring.refresh_secret
+    assert ring.refresh_secret_by_id(0) is not None  # secret 0 is there
+    with pytest.raises(KeyringError, match=r"refresh-1\.secret: file is missing"):
+        ring.refresh_secret_by_id(1)
+    assert ring.refresh_secret_by_id(2) is None  # not listed: an unknown id
+
+
+def test_the_refresh_secret_never_shows_in_a_repr(keydir: Path) -> None:
+    secret = KeyRing(keydir).refresh_secret
+    assert secret.secret.hex() not in repr(secret)
+    assert repr(secret.secret) not in repr(secret)

@@ -17,8 +17,9 @@ from freezegun import freeze_time
 from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory, TickingDateTimeFactory
 
 from jwtsess import KeyRing, KeyringError, init_keys, prune_keys, rotate_keys
-from jwtsess.keyfiles import MANIFEST_NAME, REFRESH_SECRET_NAME, read_manifest
+from jwtsess.keyfiles import MANIFEST_NAME, REFRESH_SECRET_NAME, atomic_write, read_manifest
 from jwtsess.keytool import ensure_keys, main
+from jwtsess.refresh_secrets import rotate_refresh_secret
 from tests.support.kit import T0, MutableClock
 
 Frozen = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory
@@ -61,7 +62,8 @@ class CLI:
 
     def states(self) -> dict[str, str]:
         assert self("list") == 0
-        rows = [line.split() for line in self.out.strip().splitlines()[1:]]
+        keys_table = self.out.strip().split("\n\n")[0]  # then the refresh secrets' table
+        rows = [line.split() for line in keys_table.splitlines()[1:]]
         return {row[0]: row[2] for row in rows}
 
 
@@ -120,7 +122,7 @@ def test_init_keeps_an_existing_refresh_secret(keydir: Path, clock: MutableClock
     (keydir / REFRESH_SECRET_NAME).write_bytes(b"s" * 32)
     (keydir / REFRESH_SECRET_NAME).chmod(0o600)
     init_keys(keydir, "HS256", clock=clock)
-    assert KeyRing(keydir, clock=clock).refresh_secret == b"s" * 32
+    assert KeyRing(keydir, clock=clock).refresh_secret.secret == b"s" * 32
 
 
 def test_init_refuses_an_unknown_algorithm(keydir: Path) -> None:
@@ -304,6 +306,80 @@ def test_prune_removes_every_expired_retiring_key(keydir: Path) -> None:
     )
 
 
+# -- rotate-refresh -----------------------------------------------------------------------
+
+
+def test_rotate_refresh_adds_the_next_secret_and_lists_it(
+    cli: CLI, frozen: Frozen, keydir: Path
+) -> None:
+    _init(cli, "--max-session-ttl", "3600", "--leeway", "30")
+    zero = (keydir / REFRESH_SECRET_NAME).read_bytes()
+    assert cli("rotate-refresh") == 0, cli.err
+    assert (
+        cli.out.strip() == "added refresh secret 1 (refresh-1.secret); it MACs new refresh tokens"
+    )
+    frozen.tick(60)
+    assert cli("rotate-refresh") == 0
+    assert (keydir / REFRESH_SECRET_NAME).read_bytes() == zero  # untouched
+    assert len((keydir / "refresh-1.secret").read_bytes()) == 32
+    assert (keydir / "refresh-1.secret").stat().st_mode & 0o777 == 0o600
+    manifest, _ = read_manifest(keydir)
+    assert [r.id for r in manifest.refresh_secrets] == [0, 1, 2]
+    assert manifest.max_session_ttl == 3600
+    ring = KeyRing(keydir)
+    assert ring.refresh_secret.id == 2
+    assert ring.refresh_secret_by_id(0) == zero
+    assert cli("list") == 0
+    table = cli.out.strip().split("\n\n")[1].splitlines()
+    assert [line.split() for line in table] == [
+        ["REFRESH", "SECRET", "STATE", "RETIRED", "PRUNABLE", "AFTER"],
+        ["0", "retired", T0_ISO, "2027-01-15T09:00:30Z"],
+        ["1", "retired", "2027-01-15T08:01:00Z", "2027-01-15T09:01:30Z"],
+        ["2", "current", "-", "-"],
+    ]
+
+
+def test_prune_removes_a_refresh_secret_after_the_longest_session(
+    cli: CLI, frozen: Frozen, keydir: Path
+) -> None:
+    _init(cli, "--max-session-ttl", "3600", "--leeway", "30")
+    assert cli("rotate-refresh") == 0
+    frozen.tick(3600 + 29)
+    assert cli("prune") == 0
+    assert cli.out.strip() == "pruned nothing"
+    assert (keydir / REFRESH_SECRET_NAME).exists()
+    frozen.tick(1)
+    assert cli("prune") == 0
+    assert cli.out.strip() == "pruned refresh secret 0"
+    assert not (keydir / REFRESH_SECRET_NAME).exists()
+    assert sorted(p.name for p in keydir.glob("refresh*")) == ["refresh-1.secret"]
+    manifest, _ = read_manifest(keydir)
+    assert [r.id for r in manifest.refresh_secrets] == [1]
+    frozen.tick(10 * 86400)
+    assert cli("prune") == 0  # the current secret is never pruned
+    assert cli.out.strip() == "pruned nothing"
+    assert KeyRing(keydir).refresh_secret.id == 1
+
+
+def test_rotate_refresh_on_a_directory_from_before_it(keydir: Path, clock: MutableClock) -> None:
+    """A manifest that lists no refresh secrets has secret 0, refresh.secret; rotation keeps it."""
+    init_keys(keydir, "HS256", clock=clock)
+    body = json.loads((keydir / MANIFEST_NAME).read_bytes())
+    del body["refresh_secrets"], body["max_session_ttl"]
+    atomic_write(keydir / MANIFEST_NAME, json.dumps(body).encode())
+    assert rotate_refresh_secret(keydir, clock=clock).id == 1
+    manifest, _ = read_manifest(keydir)
+    assert [(r.id, r.file) for r in manifest.refresh_secrets] == [
+        (0, "refresh.secret"),
+        (1, "refresh-1.secret"),
+    ]
+
+
+def test_rotate_refresh_without_a_keyring_fails(cli: CLI, keydir: Path) -> None:
+    assert cli("rotate-refresh") == 1
+    assert str(keydir / MANIFEST_NAME) in cli.err
+
+
 # -- list and jwks ----------------------------------------------------------------------
 
 
@@ -315,7 +391,7 @@ def test_list_shows_states_and_schedule(cli: CLI, frozen: Frozen) -> None:
     assert cli("rotate") == 0
     third = cli.kids()[2]
     assert cli("list") == 0
-    lines = cli.out.strip().splitlines()
+    lines = cli.out.strip().split("\n\n")[0].splitlines()
     assert lines[0].split() == ["KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "PRUNABLE", "AFTER"]
     rows = [line.split() for line in lines[1:]]
     assert rows == [
@@ -407,7 +483,7 @@ def _subcommands(capsys: pytest.CaptureFixture[str]) -> list[str]:
 def test_every_subcommand_help_shows_its_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     """Every option that takes a value says what it is when not given (flags need not)."""
     commands = _subcommands(capsys)
-    assert {"init", "rotate", "prune", "list", "jwks"} <= set(commands)
+    assert {"init", "rotate", "rotate-refresh", "prune", "list", "jwks"} <= set(commands)
     for command in [None, *commands]:
         text = _help([command] if command else [], capsys).split(" options: ", 1)[1]
         for entry in re.split(r" (?=--[a-z-]+ )", text):

@@ -8,6 +8,10 @@ import httpx
 from freezegun import freeze_time
 
 from examples.app import DemoConfig, create_app
+from jwtsess import KeyRing, SessionPolicy
+from jwtsess.refresh_secrets import prune_refresh_secrets, rotate_refresh_secret
+from jwtsess.refresh_token import RefreshSecret, decode_refresh_token, encode_refresh_token
+from tests.support.web_app import MakeWeb, WebApp
 
 ATTACKER = ("203.0.113.9", 40000)
 OWNER = ("198.51.100.7", 50000)
@@ -59,3 +63,79 @@ async def test_password_guessing_on_the_demo_login_is_throttled(tmp_path: Path) 
             mine = await owner.post("/auth/login", json=right)
             assert mine.status_code == 200
             assert mine.json()["access_token"]
+
+
+# -- refresh-secret rotation (issue 12 point 7) ---------------------------------------------
+
+
+def _secret_id(refresh_token: str) -> int:
+    """The secret a refresh token names: rt1.<tag>.<random>.<gen>[.<id>].<mac>."""
+    parts = refresh_token.split(".")
+    return int(parts[4]) if len(parts) == 6 else 0
+
+
+async def test_refresh_token_of_an_unknown_secret_is_invalid_before_any_store_call(
+    web: WebApp,
+) -> None:
+    pair = await web.login("alice")
+    rotate_refresh_secret(web.kit.directory, clock=web.clock)
+    web.clock.advance(3)  # the keyring has seen secret 1
+    ref = decode_refresh_token(web.kit.keyring, pair.refresh_token)
+    secret_one = RefreshSecret(1, web.kit.keyring.refresh_secret_by_id(1) or b"")
+    named = {
+        # a secret id that does not exist, MACed with a secret that does
+        "unknown": encode_refresh_token(RefreshSecret(7, secret_one.secret), ref.sid, ref.gen),
+        # secret 0 spelled out: a second spelling of a token is not a token
+        "zero": pair.refresh_token.replace(f".{ref.gen}.", f".{ref.gen}.0.", 1),
+        # the MAC of secret 1 on a token naming secret 0, and the other way round
+        "swapped": encode_refresh_token(secret_one, ref.sid, ref.gen).replace(".1.", ".", 1),
+        "relabelled": pair.refresh_token.replace(f".{ref.gen}.", f".{ref.gen}.1.", 1),
+    }
+    web.store.down = True  # any store call would answer 503
+    client = web.client()
+    for name, token in named.items():
+        answer = await client.post("/auth/refresh", json={"refresh_token": token})
+        expected = "token_malformed" if name == "zero" else "token_invalid"
+        assert (name, answer.status_code, answer.json()["error"]) == (name, 401, expected)
+
+
+async def test_refresh_secret_rotation_through_a_whole_overlap(make_web: MakeWeb) -> None:
+    """`rotate-refresh` logs nobody out; `prune` ends the old secret only when it is unusable."""
+    month = 30 * 24 * 3600
+    web = await make_web(policy=SessionPolicy(absolute_ttl=month, idle_ttl=month))
+    clock, directory, client = web.clock, web.kit.directory, web.client()
+    early = await web.login("alice")  # refreshed during the overlap
+    idle = await web.login("dave")  # never refreshed: its token stays under secret 0
+    assert _secret_id(early.refresh_token) == 0
+
+    assert rotate_refresh_secret(directory, clock=clock).id == 1
+    # This process has not looked at the manifest yet: it still MACs with secret 0,
+    # which stays valid...
+    unaware = await web.login("carol")
+    assert _secret_id(unaware.refresh_token) == 0
+    # ...and a token another process MACed with secret 1 already works here: an
+    # unknown secret id makes the keyring look again (at most every 0.25 s).
+    other_process = KeyRing(directory, clock=clock)
+    ref = decode_refresh_token(other_process, unaware.refresh_token)
+    from_other = encode_refresh_token(other_process.refresh_secret, ref.sid, ref.gen)
+    assert _secret_id(from_other) == 1
+    clock.advance(0.5)
+    answer = await client.post("/auth/refresh", json={"refresh_token": from_other})
+    assert answer.status_code == 200, answer.text
+    clock.advance(2)  # check_interval: every new token now under secret 1
+    assert _secret_id((await web.login("erin")).refresh_token) == 1
+
+    # The overlap: a token of secret 0 still refreshes, and its successor is under secret 1.
+    clock.advance(month - 3600)
+    assert prune_refresh_secrets(directory, clock=clock) == []  # too early: sessions live on
+    answer = await client.post("/auth/refresh", json={"refresh_token": early.refresh_token})
+    assert answer.status_code == 200, answer.text
+    assert _secret_id(answer.json()["refresh_token"]) == 1
+
+    # Every session opened under secret 0 has reached its absolute lifetime: prune.
+    clock.advance(3600 + 60)  # + the manifest's leeway
+    assert prune_refresh_secrets(directory, clock=clock) == [0]
+    assert not (directory / "refresh.secret").exists()
+    web.store.down = True  # refused by the MAC check alone, before any store call
+    answer = await client.post("/auth/refresh", json={"refresh_token": idle.refresh_token})
+    assert (answer.status_code, answer.json()["error"]) == (401, "token_invalid")

@@ -243,7 +243,7 @@ class OAuthEndpoints:
         Checked before the rotation, so a refused request does not spend its
         token; a reused token goes on to the rotation, where reuse detection wins.
         """
-        ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
+        ref = decode_refresh_token(self.issuer.keyring, token)
         session = await self.issuer.session(ref.sid)
         if session is None or session.generation != ref.gen:
             return
@@ -261,7 +261,7 @@ class OAuthEndpoints:
         # narrows the search (RFC 7009 §2.1: search every supported type).
         if token.startswith(REFRESH_TOKEN_PREFIX):
             try:
-                ref = decode_refresh_token(self.issuer.keyring.refresh_secret, token)
+                ref = decode_refresh_token(self.issuer.keyring, token)
             except AuthError:
                 return Response(status_code=200, headers=NO_STORE)
             await self.issuer.logout(ref.sid, metadata=client_metadata(request))

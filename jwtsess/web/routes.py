@@ -110,7 +110,7 @@ async def refresh_pair(
     :raises SessionNotFound, RefreshReused, StoreUnavailable: as ``Issuer.refresh``.
     """
     # The MAC check is cheap and stops garbage before the rate limiter's store call.
-    ref = decode_refresh_token(issuer.keyring.refresh_secret, token)
+    ref = decode_refresh_token(issuer.keyring, token)
     buckets = [f"sid:{ref.sid}"] + ([f"ip:{metadata.ip}"] if metadata.ip else [])
     retry_after = await issuer.store.hit_rate_limit(
         buckets, now=issuer.clock(), limit=config.refresh_limit, window=config.refresh_window
