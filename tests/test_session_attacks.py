@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from freezegun import freeze_time
 
 from examples.app import DemoConfig, create_app
-from jwtsess import KeyRing, SessionPolicy
+from jwtsess import KeyRing, SessionPolicy, TokenInvalid
 from jwtsess.refresh_secrets import prune_refresh_secrets, rotate_refresh_secret
 from jwtsess.refresh_token import RefreshSecret, decode_refresh_token, encode_refresh_token
 from tests.support.web_app import MakeWeb, WebApp
@@ -74,9 +75,12 @@ def _secret_id(refresh_token: str) -> int:
     return int(parts[4]) if len(parts) == 6 else 0
 
 
+@pytest.mark.system  # the store sits behind a fault proxy
 async def test_refresh_token_of_an_unknown_secret_is_invalid_before_any_store_call(
-    web: WebApp,
+    faulty_web: WebApp,
 ) -> None:
+    web = faulty_web
+    assert web.fault is not None
     pair = await web.login("alice")
     rotate_refresh_secret(web.kit.directory, clock=web.clock)
     web.clock.advance(3)  # the keyring has seen secret 1
@@ -91,7 +95,7 @@ async def test_refresh_token_of_an_unknown_secret_is_invalid_before_any_store_ca
         "swapped": encode_refresh_token(secret_one, ref.sid, ref.gen).replace(".1.", ".", 1),
         "relabelled": pair.refresh_token.replace(f".{ref.gen}.", f".{ref.gen}.1.", 1),
     }
-    web.store.down = True  # any store call would answer 503
+    web.fault.cut()  # any store call would now answer 503
     client = web.client()
     for name, token in named.items():
         answer = await client.post("/auth/refresh", json={"refresh_token": token})
@@ -136,6 +140,8 @@ async def test_refresh_secret_rotation_through_a_whole_overlap(make_web: MakeWeb
     clock.advance(3600 + 60)  # + the manifest's leeway
     assert prune_refresh_secrets(directory, clock=clock) == [0]
     assert not (directory / "refresh.secret").exists()
-    web.store.down = True  # refused by the MAC check alone, before any store call
+    # Refused by the MAC check alone (the store would say session_not_found).
+    with pytest.raises(TokenInvalid):
+        decode_refresh_token(web.kit.keyring, idle.refresh_token)
     answer = await client.post("/auth/refresh", json={"refresh_token": idle.refresh_token})
     assert (answer.status_code, answer.json()["error"]) == (401, "token_invalid")
