@@ -23,7 +23,13 @@ Configuration comes from the environment:
   ``/auth/introspect`` with HTTP Basic (at least 16 characters; unset: only
   ``admin`` access tokens may introspect);
 - ``JWTSESS_ISSUER``: the ``iss`` claim (default ``http://HOST:PORT``); give
-  several processes serving one site the same value.
+  several processes serving one site the same value;
+- ``JWTSESS_AUDIENCE``: the ``aud`` claim (default ``jwtsess-demo``).
+
+Several instances behind one address are one issuer: give them the same
+``JWTSESS_ISSUER`` (the public address), ``JWTSESS_AUDIENCE``, key directory and
+``REDIS_URL``, and each accepts the others' tokens (README, "Running several
+instances"). Services that only verify run ``examples/resource_server.py``.
 
 Standard OAuth 2.0 clients (Authlib, AppAuth) refresh at ``/auth/token`` and
 revoke at ``/auth/revoke``; ``/.well-known/oauth-authorization-server`` lists them.
@@ -93,12 +99,15 @@ class DemoConfig:
     redis_url: str | None
     introspection_secret: str | None = None
     issuer: str = ""  # the ``iss`` claim; default http://HOST:PORT
+    audience: str = "jwtsess-demo"
 
     @classmethod
     def from_env(cls) -> DemoConfig:
+        host = os.environ.get("HOST", "127.0.0.1")
+        port = int(os.environ.get("PORT", "8000"))
         return cls(
-            host=os.environ.get("HOST", "127.0.0.1"),
-            port=int(os.environ.get("PORT", "8000")),
+            host=host,
+            port=port,
             keys_dir=os.environ.get("JWTSESS_KEYS_DIR", "keys"),
             alg=os.environ.get("JWTSESS_ALG", "RS256"),
             access_ttl=int(os.environ.get("JWTSESS_ACCESS_TTL", "900")),
@@ -106,6 +115,7 @@ class DemoConfig:
             redis_url=os.environ.get("REDIS_URL") or None,
             introspection_secret=os.environ.get("JWTSESS_INTROSPECTION_SECRET") or None,
             issuer=os.environ.get("JWTSESS_ISSUER", ""),
+            audience=os.environ.get("JWTSESS_AUDIENCE") or "jwtsess-demo",
         )
 
 
@@ -157,7 +167,7 @@ def demo_parts(config: DemoConfig) -> DemoParts:
     keyring = KeyRing(config.keys_dir)
     settings = TokenSettings(
         issuer=config.issuer or f"http://{config.host}:{config.port}",
-        audience="jwtsess-demo",
+        audience=config.audience,
         access_ttl=config.access_ttl,
     )
     store: SessionStore = (
@@ -271,6 +281,8 @@ def main() -> None:
     )
     print(f"jwtsess demo: signing with {active.alg}, kid {active.kid}")
     print(f"jwtsess demo: store = {store}; access tokens live {config.access_ttl}s")
+    issuer = config.issuer or f"http://{config.host}:{config.port}"
+    print(f"jwtsess demo: iss {issuer!r}, aud {config.audience!r}")
     print(f"jwtsess demo: open http://{config.host}:{config.port}/  (alice / alice-demo-password)")
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from jwtsess.issuer import Issuer
 from jwtsess.store.redis import RedisStore
-from tests.support.kit import T0
+from tests.support.kit import T0, TokenKit
 from tests.support.redis_server import RedisServer
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "revocation-feed.md"
 
 pytestmark = pytest.mark.system  # uses the private redis-server
 
@@ -41,3 +46,56 @@ async def test_the_writer_trims_dead_entries_as_it_appends(
     assert subjects(redis_server) == ["b", "c"]
     await store.revoke_token("d", now=T0 + 50, until=T0 + 100)
     assert subjects(redis_server) == ["c", "d"]
+
+
+def documented_fields() -> dict[str, str]:
+    """The 'Entry fields' table of docs/revocation-feed.md: field -> its values column."""
+    text = DOC.read_text("utf-8")
+    assert "# The revocation feed (format version 1)" in text
+    section = text.split("## Entry fields", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \|", section, re.M)
+    return {name: values.strip() for name, values in rows}
+
+
+async def test_real_entries_match_the_documented_format(
+    store: RedisStore, redis_server: RedisServer, make_kit: Callable[..., TokenKit]
+) -> None:
+    fields = documented_fields()
+    assert set(fields) == {"k", "s", "u", "n"}
+    kinds = set(re.findall(r"`(\w+)`", fields["k"]))
+    assert kinds == {"jti", "sid", "user"}
+    kit = make_kit("EdDSA")
+    issuer = Issuer(kit.keyring, kit.settings, store, clock=kit.clock)
+    now_ms = round(kit.clock() * 1000)
+    pair = await issuer.login("alice", "user")
+    await issuer.revoke_access_token(pair.claims)  # jti
+    await issuer.logout(pair.session_id)  # sid
+    other = await issuer.login("bob", "user")
+    await issuer.logout_everywhere("bob")  # user (+ sid of the session it ends)
+    with redis_server.client() as admin:
+        entries = admin.xrange("js:feed")
+        assert admin.type("js:feed") == "stream"
+    seen = set()
+    for entry_id, entry in entries:
+        ms, seq = entry_id.split("-")
+        assert ms.isdigit()
+        assert seq.isdigit()
+        assert abs(int(ms) - now_ms) < 5000  # the writer's clock, in milliseconds
+        assert set(entry) == set(fields)
+        assert entry["k"] in kinds
+        assert entry["u"].isdigit()
+        assert entry["n"].isdigit()
+        until = int(entry["u"])
+        assert now_ms < until <= now_ms + (kit.settings.access_ttl + 120) * 1000  # ms
+        if entry["k"] == "user":
+            assert abs(int(entry["n"]) - now_ms / 1000) <= 2  # seconds
+        else:
+            assert entry["n"] == "0"
+        seen.add((entry["k"], entry["s"]))
+    assert seen == {
+        ("jti", pair.claims.jti),
+        ("sid", pair.session_id),
+        ("sid", other.session_id),
+        ("user", "bob"),
+    }
+    assert [e[0] for e in entries] == sorted(e[0] for e in entries)  # IDs only grow
