@@ -149,6 +149,17 @@ async def run_all(quick: bool) -> tuple[str, list[Budget], dict[str, list[tuple[
                     cold <= 1.0,
                 )
             )
+            if len(variants) == 5:  # JWKS key source beside the local KeyRing
+                jwks_hot = variants[3].median_us / variants[1].median_us
+                jwks_cold = variants[4].median_us / variants[2].median_us
+                budgets.append(
+                    Budget(
+                        f"verify-only service, JWKS keys vs local KeyRing ({alg})",
+                        "same hot and cold (<= 1.10x)",
+                        f"hot {jwks_hot:.2f}x, cold {jwks_cold:.2f}x",
+                        jwks_hot <= 1.1 and jwks_cold <= 1.1,
+                    )
+                )
         sections.append(
             "## Verification alone\n\n" + table(["alg", "variant", "us/verify", "vs PyJWT"], rows)
         )

@@ -6,14 +6,18 @@ Variants, same app and route, same process, interleaved:
 2. Starlette's AuthenticationMiddleware with a backend calling PyJWT.decode;
 3. the same plus one Redis GET per request against a denylist;
 4. jwtsess, the same token on every request (hot);
-5. jwtsess, a fresh token on every request (cold).
+5. jwtsess, a fresh token on every request (cold);
+6. jwtsess with a JWKS key source (a service that only verifies), hot; RS256,
+   ES256 and EdDSA (a JWKS holds no HMAC key).
 
-And verification alone: PyJWT.decode beside the jwtsess verifier, hot and cold.
+And verification alone: PyJWT.decode beside the jwtsess verifier, hot and cold,
+with the local KeyRing and with a JWKS key source side by side.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +42,7 @@ from starlette.types import ASGIApp
 
 from jwtsess import (
     AccessTokenSigner,
+    JWKSKeySource,
     KeyRing,
     MemoryStore,
     RevocationMirror,
@@ -105,6 +110,12 @@ class Setup:
 
     def verifier(self) -> Verifier:
         return Verifier(self.keyring, self.settings, revocation=self.mirror)
+
+    def jwks_verifier(self) -> Verifier:
+        """A verify-only service's verifier: the ring's published JWKS, public keys only."""
+        path = self.keyring.directory.parent / f"{self.keyring.directory.name}-jwks.json"
+        path.write_text(json.dumps(self.keyring.jwks()))
+        return Verifier(JWKSKeySource.from_file(path), self.settings, revocation=self.mirror)
 
     def tokens(self, count: int) -> list[str]:
         return [self.signer.issue(f"user-{i}", "user", f"sid-{i}")[0] for i in range(count)]
@@ -193,6 +204,13 @@ async def per_request(alg: str, *, ops: int, rounds: int, redis_url: str | None)
     variants.append(
         _app_variant("jwtsess (cold: fresh token)", cold_app, (_bearer(t) for t in cold))
     )
+    if alg != "HS256":  # a verify-only service: the same middleware on the published JWKS
+        jwks_app = bare_app([Middleware(JWTAuthMiddleware, verifier=setup.jwks_verifier())])
+        variants.append(
+            _app_variant(
+                "jwtsess, JWKS keys (hot)", jwks_app, itertools.repeat(_bearer(hot)), mirror_state
+            )
+        )
     try:
         await measure(variants, ops=ops, rounds=rounds)
     finally:
@@ -203,9 +221,15 @@ async def per_request(alg: str, *, ops: int, rounds: int, redis_url: str | None)
 
 
 async def verify_only(alg: str, *, ops: int, rounds: int) -> list[Variant]:
+    """PyJWT.decode, then jwtsess hot and cold with the local KeyRing and, for the
+    asymmetric algorithms, the same with a JWKS key source (a service that only verifies).
+    """
+    published = alg != "HS256"
     setup = await make_setup(alg)
     hot = setup.tokens(1)[0]
-    cold_tokens = iter(setup.tokens(ops * (rounds + 1) + ops))
+    # One stream of fresh tokens shared by both cold variants: each verifier sees
+    # every token it gets for the first time.
+    cold_tokens = iter(setup.tokens((ops * (rounds + 1) + ops) * (2 if published else 1)))
     await setup.start()
     key = setup.pyjwt_key
     hot_verifier = setup.verifier()
@@ -228,6 +252,22 @@ async def verify_only(alg: str, *, ops: int, rounds: int) -> list[Variant]:
         Variant("jwtsess verify (hot)", jwtsess_hot, []),
         Variant("jwtsess verify (cold)", jwtsess_cold, []),
     ]
+    if published:
+        jwks_hot_verifier = setup.jwks_verifier()
+        jwks_cold_verifier = setup.jwks_verifier()
+
+        async def jwks_hot(n: int) -> None:
+            for _ in range(n):
+                jwks_hot_verifier.verify(hot)
+
+        async def jwks_cold(n: int) -> None:
+            for _ in range(n):
+                jwks_cold_verifier.verify(next(cold_tokens))
+
+        variants += [
+            Variant("jwtsess verify, JWKS keys (hot)", jwks_hot, []),
+            Variant("jwtsess verify, JWKS keys (cold)", jwks_cold, []),
+        ]
     try:
         await measure(variants, ops=ops, rounds=rounds)
     finally:
