@@ -32,7 +32,6 @@ import hashlib
 import hmac
 import json
 import math
-from base64 import urlsafe_b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -113,6 +112,14 @@ class DPoPSettings:
                 raise ValueError("external_origin must be 'https://host[:port]', nothing more")
 
 
+_FROM_URLSAFE: Final = str.maketrans("-_", "+/")
+
+
+def _b64decode(segment: str) -> bytes:
+    """Unpadded base64url to bytes (ASCII already checked)."""
+    return binascii.a2b_base64(segment.translate(_FROM_URLSAFE) + "=" * (-len(segment) % 4))
+
+
 @dataclass(frozen=True, slots=True)
 class DPoPProof:
     """A verified proof: the key's thumbprint and what the replay check needs."""
@@ -153,8 +160,7 @@ class DPoPVerifier:
     # -- nonces (RFC 9449 sections 8, 9) ------------------------------------------------
 
     def _nonce_for(self, counter: int) -> str:
-        secret = self.settings.nonce_secret
-        assert secret is not None  # callers check; never reached with None
+        secret = self.settings.nonce_secret or b""  # callers check it is set
         raw = counter.to_bytes(8, "big")
         mac = hmac.new(secret, b"jwtsess-dpop-nonce" + raw, hashlib.sha256).digest()[:16]
         return b64url(raw + mac)
@@ -184,7 +190,9 @@ class DPoPVerifier:
 
         :raises DPoPProofInvalid: the request has no usable ``Host``.
         """
-        path = scope.get("root_path", "") + scope["path"]
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and not path.startswith(root):  # ASGI servers differ on whether path has it
+            path = root + path
         if self._origin is not None:
             return self._origin + (path or "/")
         host = ""
@@ -247,14 +255,14 @@ class DPoPVerifier:
         # are signed by the client's own key, so plain decoding is enough for them.
         signing_input = proof[: len(header_seg) + 1 + len(payload_seg)].encode("ascii")
         try:
-            signature = urlsafe_b64decode(signature_seg + "=" * (-len(signature_seg) % 4))
+            signature = _b64decode(signature_seg)
         except (binascii.Error, ValueError):
             raise DPoPProofInvalid("The DPoP proof's signature is not base64url.") from None
         if not signature or not key.verify(signing_input, signature):
             raise DPoPProofInvalid("The DPoP proof's signature does not verify.")
         try:
-            payload = json.loads(urlsafe_b64decode(payload_seg + "=" * (-len(payload_seg) % 4)))
-        except (binascii.Error, ValueError, RecursionError):
+            payload = json.loads(_b64decode(payload_seg).decode("utf-8"))
+        except (binascii.Error, ValueError, RecursionError):  # UnicodeDecodeError too
             raise DPoPProofInvalid("The DPoP proof's payload is not a JSON object.") from None
         if not isinstance(payload, dict):
             raise DPoPProofInvalid("The DPoP proof's payload is not a JSON object.")

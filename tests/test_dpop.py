@@ -143,3 +143,11 @@ async def test_token_endpoint_proof_must_match_the_sessions_key() -> None:
         await DPoPVerifier(clock=clock).verify_token_request(
             proof, scope, MemoryStore(), jkt=key.jkt
         )
+
+
+def test_request_htu_counts_the_root_path_once() -> None:
+    verifier = DPoPVerifier()
+    mounted = {**scope_for("/auth/refresh"), "root_path": "/auth"}  # Starlette's Mount
+    assert verifier.request_htu(mounted) == "https://testserver/auth/refresh"
+    stripped = {**scope_for("/refresh"), "root_path": "/auth"}  # a server that strips it
+    assert verifier.request_htu(stripped) == "https://testserver/auth/refresh"

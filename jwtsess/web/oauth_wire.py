@@ -20,6 +20,8 @@ from starlette.responses import JSONResponse
 from ..errors import (
     AuthError,
     BadRequest,
+    DPoPNonceRequired,
+    DPoPProofInvalid,
     RateLimited,
     RefreshReused,
     SessionNotFound,
@@ -73,11 +75,16 @@ def from_auth_error(error: AuthError) -> OAuthError:
     """The §5.2 form of a jwtsess error met while handling a grant or a token.
 
     A refresh token that is malformed, forged, of an ended or expired session,
-    or reused is ``invalid_grant``; an overload keeps its status (429, 503) and
-    ``Retry-After`` and is ``temporarily_unavailable``.
+    or reused is ``invalid_grant``; a bad DPoP proof is ``invalid_dpop_proof``
+    (or ``use_dpop_nonce`` with the ``DPoP-Nonce`` header); an overload keeps
+    its status (429, 503) and ``Retry-After`` and is ``temporarily_unavailable``.
     """
     if isinstance(error, BadRequest):
         return OAuthError("invalid_request", error.detail)
+    if isinstance(error, DPoPNonceRequired):  # RFC 9449 section 8
+        return OAuthError("use_dpop_nonce", error.detail, headers={"DPoP-Nonce": error.nonce})
+    if isinstance(error, DPoPProofInvalid):  # RFC 9449 section 5
+        return OAuthError("invalid_dpop_proof", error.detail)
     if isinstance(error, TokenRejected | SessionNotFound | RefreshReused):
         return OAuthError("invalid_grant", error.detail)
     if isinstance(error, RateLimited):
