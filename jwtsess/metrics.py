@@ -6,6 +6,7 @@ Wire one ``PrometheusMetrics`` into the pieces you want counted::
     verifier = Verifier(keyring, settings, revocation=mirror, metrics=metrics)
     issuer = Issuer(keyring, settings, store, mirror=mirror, metrics=metrics)
     metrics.watch_mirror(mirror)
+    metrics.watch_key_source(keys)         # a JWKSKeySource (services that only verify)
 
 Series (namespace ``jwtsess``):
 
@@ -16,7 +17,10 @@ Series (namespace ``jwtsess``):
 - ``jwtsess_mirror_lag_seconds``: seconds since the mirror last heard from the feed;
 - ``jwtsess_mirror_stale``: 1 while that exceeds ``stale_after``;
 - ``jwtsess_mirror_stale_accepts``: tokens accepted while stale under ``fail_open``;
-- ``jwtsess_mirror_entries``: live revocations held in memory.
+- ``jwtsess_mirror_entries``: live revocations held in memory;
+- ``jwtsess_jwks_fetch_failures``: failed JWKS fetches (the last good set stayed);
+- ``jwtsess_jwks_age_seconds``: seconds since the last successful JWKS fetch;
+- ``jwtsess_jwks_keys``: keys in the set in force.
 
 The per-request cost is one pre-bound counter increment; the mirror series are
 computed when scraped.
@@ -24,11 +28,13 @@ computed when scraped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from .jwks_source import JWKSKeySource
     from .mirror import RevocationMirror
 
 
@@ -95,6 +101,22 @@ class PrometheusMetrics:
                                      lambda: float(mirror.stale_accepts)),
             "mirror_entries": ("Live revocations held in memory.", lambda: float(len(mirror))),
         }  # fmt: skip
+        self._watch(series)
+
+    def watch_key_source(self, keys: JWKSKeySource) -> None:
+        """Export a JWKS key source's failed fetches, age and size (read at scrape)."""
+        self._watch(
+            {
+                "jwks_fetch_failures": (
+                    "Failed JWKS fetches (the last good key set stayed in force).",
+                    lambda: float(keys.fetch_failures),
+                ),
+                "jwks_age_seconds": ("Seconds since the last successful JWKS fetch.", keys.age),
+                "jwks_keys": ("Keys in the JWKS in force.", lambda: float(len(keys.kids))),
+            }
+        )
+
+    def _watch(self, series: dict[str, tuple[str, Callable[[], float]]]) -> None:
         for name, (help_text, read) in series.items():
             gauge = self._gauge(name, help_text, namespace=self._namespace, registry=self.registry)
             gauge.set_function(read)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from jwtsess import RefreshReused, TokenExpired, TokenRevoked, Verifier
+from jwtsess import JWKSKeySource, RefreshReused, TokenExpired, TokenRevoked, Verifier
 from jwtsess.issuer import Issuer
 from jwtsess.metrics import PrometheusMetrics
 from jwtsess.mirror import RevocationMirror
@@ -70,3 +72,17 @@ def test_importing_jwtsess_does_not_need_prometheus() -> None:
 
     code = "import sys, jwtsess, jwtsess.web; assert 'prometheus_client' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_jwks_key_source_is_watched(make_kit: Callable[..., TokenKit], tmp_path: Path) -> None:
+    kit = make_kit("ES256")
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(kit.keyring.jwks()))
+    ticks = [100.0]
+    keys = JWKSKeySource.from_file(path, monotonic=lambda: ticks[0])
+    registry = CollectorRegistry()
+    PrometheusMetrics(registry=registry).watch_key_source(keys)
+    assert value(registry, "jwtsess_jwks_keys") == 1
+    assert value(registry, "jwtsess_jwks_fetch_failures") == 0
+    ticks[0] += 42
+    assert value(registry, "jwtsess_jwks_age_seconds") == pytest.approx(42)
