@@ -48,8 +48,10 @@ $(DOCS_STAMP): $(STAMP)
 
 # The documentation site (mkdocs.yml over docs/) into site/. --strict: a broken
 # link, a page left out of the nav or an unresolved API reference fails.
+# Never add --quiet: it hides the warnings that --strict counts, and the build
+# then passes whatever is broken (tests/test_docs_site.py checks both ways).
 docs: $(DOCS_STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
