@@ -20,7 +20,7 @@ import base64
 import binascii
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote_plus, urlsplit
@@ -47,6 +47,7 @@ from .oauth_wire import (
 from .responses import NO_STORE
 from .routes import client_metadata, refresh_pair
 
+Handler = Callable[[Request], Awaitable[Response]]
 GRANT: Final = "refresh_token"
 _SCOPE_CHARS: Final = frozenset(chr(c) for c in range(0x21, 0x7F)) - {'"', "\\"}
 MAX_CLIENT_ID: Final = 256
@@ -188,11 +189,10 @@ class OAuthEndpoints:
 
     # -- handlers ----------------------------------------------------------------------------
 
-    def _answer(self, handler: Any) -> Any:
+    def _answer(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
             try:
-                response: Response = await handler(request)
-                return response
+                return await handler(request)
             except OAuthError as error:
                 return oauth_response(error)
             except AuthError as error:
