@@ -184,6 +184,8 @@ async def test_async_oauth2_client_reusing_a_refresh_token_revokes_the_session(
                     await client.refresh_token(meta["token_endpoint"])
 
 
+@pytest.mark.system  # uvicorn in a thread (not tests/support's running_uvicorn: a
+# subprocess would not share the frozen clock)
 def test_oauth2_client_over_a_socket_refreshes_across_expiry_and_revokes(tmp_path: Path) -> None:
     with freeze_time(FROZEN_AT, real_asyncio=True) as frozen, over_a_socket(tmp_path) as base:
         login = _login(httpx.post(f"{base}/auth/login", json=BOB))
