@@ -14,6 +14,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.system  # builds the documentation site in a subprocess
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 240
 
