@@ -154,13 +154,15 @@ class AuthRoutes:
         return Router(
             routes=[
                 Route("/refresh", a(self.refresh), methods=["POST"]),
+                # Next to /refresh: Starlette matches routes in order, and a refresh
+                # through /token should not pay for the routes in between.
+                *(self.oauth.routes() if self.oauth is not None else []),
                 Route("/logout", a(self.logout), methods=["POST"]),
                 Route("/logout-others", a(self.logout_others), methods=["POST"]),
                 Route("/logout-all", a(self.logout_all), methods=["POST"]),
                 Route("/sessions", a(self.list_sessions), methods=["GET"]),
                 Route("/sessions/{sid}", a(self.revoke_session), methods=["DELETE"]),
                 Route("/session", a(self.session_status), methods=["GET"]),
-                *(self.oauth.routes() if self.oauth is not None else []),
             ],
             default=fall_through,  # no route-order trap: jwtsess/web/fallthrough.py
         )
