@@ -9,6 +9,7 @@ every store unless the store cannot matter (parsing).
 from __future__ import annotations
 
 import base64
+import random
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -627,3 +628,84 @@ def test_oauth_config_refuses_weak_introspection_settings() -> None:
         OAuthConfig(introspection_clients={"a:b": "s" * 16})
     with pytest.raises(ValueError, match="positive"):
         OAuthConfig(introspection_limit=0)
+
+
+# -- bad input of any kind: a §5.2 answer, never a 500 --------------------------------------
+
+OAUTH_ERRORS = {
+    "invalid_request",
+    "invalid_grant",
+    "invalid_scope",
+    "invalid_client",
+    "unsupported_grant_type",
+    "insufficient_scope",
+    "temporarily_unavailable",
+}
+_NAMES = ["grant_type", "refresh_token", "client_id", "scope", "token", "token_type_hint", "x"]
+_PIECES = ["refresh_token", "rt1.", "%", "%2", "%ff", "%C3%A9", "+", "&", "=", " ", "é", '"', ""]
+
+
+def _random_form(rng: random.Random, path: str, tokens: list[str]) -> bytes:
+    """Mostly a well-formed request for ``path`` with one thing wrong, sometimes junk."""
+    if rng.random() < 0.7:
+        token = rng.choice(tokens)
+        fields = {"grant_type": "refresh_token", "refresh_token": token} if path == TOKEN else {}
+        if path != TOKEN:
+            fields["token"] = token
+        for name in rng.sample(_NAMES, rng.randint(0, 2)):
+            fields.setdefault(name, rng.choice([*_PIECES, "user", "admin", "access_token"]))
+        if fields and rng.random() < 0.5:
+            name = rng.choice(list(fields))
+            fields[name] += "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 2)))
+        pairs = [f"{name}={value}" for name, value in fields.items()]
+        if pairs and rng.random() < 0.1:
+            pairs.append(rng.choice(pairs))  # a repeated parameter
+        return "&".join(pairs).encode("utf-8")
+    junk = "".join(rng.choice(_PIECES + _NAMES) for _ in range(rng.randint(0, 12)))
+    data = junk.encode("utf-8")
+    if rng.random() < 0.2:
+        data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 20)))
+    return data
+
+
+@memory_only
+async def test_random_bodies_get_documented_answers_never_a_500(web: WebApp) -> None:
+    rng = random.Random(14)  # fixed seed: the same requests every run
+    pairs = [await web.login(f"user-{i}", role=rng.choice(["user", "admin"])) for i in range(6)]
+    tokens = [t for p in pairs for t in (p.access_token, p.refresh_token)] + ["garbage"]
+    client = web.client()
+    content_types = [FORM["Content-Type"], f"{FORM['Content-Type']}; charset=UTF-8", "text/plain"]
+    auths = [None, None, INTROSPECTOR, bearer(pairs[0].access_token), {"Authorization": "Basic !"}]
+    seen: set[tuple[str, int, str]] = set()
+    for _ in range(800):
+        path = rng.choice([TOKEN, REVOKE, INTROSPECT])
+        content_type = rng.choice(content_types) if rng.random() < 0.1 else content_types[0]
+        headers = {"Content-Type": content_type}
+        auth = rng.choice(auths)
+        if auth is not None:
+            headers.update(auth)
+        body = _random_form(rng, path, tokens)
+        response = await client.post(path, content=body, headers=headers)
+        status = response.status_code
+        assert status in (200, 400, 401, 403, 429, 503), (path, body, response.text)
+        if status == 200:
+            seen.add((path, status, ""))
+            if path == TOKEN:  # keep some live refresh tokens in play
+                tokens.append(response.json()["refresh_token"])
+            continue
+        answer = response.json()
+        seen.add((path, status, answer["error"]))
+        if answer["error"] in ("token_revoked", "token_expired", "token_invalid"):
+            continue  # the middleware judged the Bearer header (documented in http.md)
+        assert answer["error"] in OAUTH_ERRORS, (path, body, answer)
+        assert ERROR_TEXT.match(answer["error_description"]), answer
+    # The run reached every kind of answer, not only the first refusal.
+    for expected in [
+        (TOKEN, 200, ""),
+        (TOKEN, 400, "invalid_grant"),
+        (TOKEN, 400, "invalid_request"),
+        (REVOKE, 200, ""),
+        (INTROSPECT, 200, ""),
+        (INTROSPECT, 401, "invalid_client"),
+    ]:
+        assert expected in seen, (expected, sorted(seen))
