@@ -43,7 +43,7 @@ BOB = {"username": "bob", "password": "bob-demo-password"}
 Frozen = FrozenDateTimeFactory | StepTickTimeFactory
 
 
-def demo(tmp_path: Path, port: int) -> Starlette:
+def demo(tmp_path: Path, port: int, introspection_secret: str | None = None) -> Starlette:
     return create_app(
         DemoConfig(
             host="127.0.0.1",
@@ -53,14 +53,17 @@ def demo(tmp_path: Path, port: int) -> Starlette:
             access_ttl=ACCESS_TTL,
             secure_cookies=False,
             redis_url=None,
+            introspection_secret=introspection_secret,
         )
     )
 
 
 @contextlib.asynccontextmanager
-async def in_process(tmp_path: Path) -> AsyncIterator[tuple[Starlette, str]]:
+async def in_process(
+    tmp_path: Path, introspection_secret: str | None = None
+) -> AsyncIterator[tuple[Starlette, str]]:
     port = 8000
-    app = demo(tmp_path, port)
+    app = demo(tmp_path, port, introspection_secret)
     async with app.router.lifespan_context(app):
         yield app, f"http://127.0.0.1:{port}"
 
@@ -222,6 +225,33 @@ def test_oauth2_client_over_a_socket_refreshes_across_expiry_and_revokes(tmp_pat
             assert revoked.status_code == 200
             with pytest.raises(OAuthError):
                 client.refresh_token(meta["token_endpoint"])
+
+
+async def test_a_resource_server_introspects_with_authlib(tmp_path: Path) -> None:
+    """The demo's JWTSESS_INTROSPECTION_SECRET lets ``resource-server`` in by HTTP Basic."""
+    secret = "rs-" + "s" * 29
+    async with in_process(tmp_path, introspection_secret=secret) as (app, base):
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=base) as plain:
+            login = _login(await plain.post("/auth/login", json=BOB))
+            meta = (await plain.get("/.well-known/oauth-authorization-server")).json()
+        assert meta["introspection_endpoint_auth_methods_supported"] == ["client_secret_basic"]
+        async with AsyncOAuth2Client(
+            client_id="resource-server", client_secret=secret, transport=transport
+        ) as service:
+            answer = await service.introspect_token(
+                meta["introspection_endpoint"], token=login["access_token"]
+            )
+            assert answer.json()["active"] is True
+            assert answer.json()["sub"] == "bob"
+        async with AsyncOAuth2Client(
+            client_id="resource-server", client_secret="wrong-" + "x" * 20, transport=transport
+        ) as impostor:
+            refused = await impostor.introspect_token(
+                meta["introspection_endpoint"], token=login["access_token"]
+            )
+            assert refused.status_code == 401
+            assert refused.json()["error"] == "invalid_client"
 
 
 def _bearer(token: str) -> dict[str, str]:
