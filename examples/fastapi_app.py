@@ -31,6 +31,11 @@ from jwtsess import Issuer, KeyRing, Verifier
 from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, client_metadata, require_role
 from jwtsess.web.fastapi import CurrentUser, ErrorBody, TokenPairBody, auth_router
 
+try:  # Swagger UI's assets served by the app itself, so /docs works offline
+    from fastapi_offline import FastAPIOffline as _FastAPI
+except ImportError:  # pragma: no cover - FastAPI's own /docs loads them from a CDN
+    _FastAPI = FastAPI  # type: ignore[assignment]
+
 DESCRIPTION = "jwtsess demo users: alice / alice-demo-password (admin), bob / bob-demo-password."
 
 
@@ -48,7 +53,7 @@ def build_app(
     lifespan: Any = None,
 ) -> FastAPI:
     """The app on given jwtsess parts (tests pass the ``jwtsess`` fixture's)."""
-    app = FastAPI(title="jwtsess FastAPI demo", description=DESCRIPTION, lifespan=lifespan)
+    app = _FastAPI(title="jwtsess FastAPI demo", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(JWTAuthMiddleware, verifier=verifier, config=web)
     admin_only = require_role("admin", config=web)
 
