@@ -10,16 +10,13 @@ Browser set-up and skips as in tests/test_browser.py.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.test_browser import ROOT, STARTUP_TIMEOUT, OutputReader, free_port
+from tests.support.servers import running_uvicorn
 
 try:
     from playwright.sync_api import Browser, Page, expect
@@ -33,41 +30,11 @@ TIMEOUT_MS = 15_000
 
 @pytest.fixture
 def fastapi_demo(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
-    env.update(
-        HOST="127.0.0.1",
-        PORT=str(port),
-        JWTSESS_KEYS_DIR=str(tmp_path / "keys"),
-        PYTHONUNBUFFERED="1",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "examples.fastapi_app"],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    assert process.stdout is not None
-    reader = OutputReader(process.stdout)
-    try:
-        if not reader.event.wait(STARTUP_TIMEOUT) or not reader.started:
-            pytest.fail(f"the FastAPI demo did not start; its output:\n{reader.text()}")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.thread.join(timeout=10)
-        process.stdout.close()
-    assert "Traceback" not in "\n".join(reader.lines)
+    env = {"JWTSESS_KEYS_DIR": str(tmp_path / "keys"), "REDIS_URL": None}
+    with running_uvicorn(module="examples.fastapi_app", env=env) as server:
+        yield server.base_url
+        log = server.stop()
+    assert "Traceback" not in log, log
 
 
 def try_me(page: Page) -> tuple[str, str]:
@@ -78,9 +45,10 @@ def try_me(page: Page) -> tuple[str, str]:
     try_out = operation.locator("button.try-out__btn")
     if try_out.inner_text().strip() == "Try it out":
         try_out.click()
-    operation.locator("button.execute").click()
+    with page.expect_response(lambda response: response.url.endswith("/me")) as answered:
+        operation.locator("button.execute").click()
     status = operation.locator(".live-responses-table .response .response-col_status")
-    expect(status).not_to_have_text("", timeout=TIMEOUT_MS)
+    expect(status).to_contain_text(str(answered.value.status), timeout=TIMEOUT_MS)
     body = operation.locator(".live-responses-table .response-col_description pre").first
     return status.inner_text().split()[0], body.inner_text()
 

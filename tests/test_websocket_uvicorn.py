@@ -16,14 +16,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -32,70 +27,24 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from jwtsess import init_keys
-from tests.support.redis_server import free_port, running_redis
+from tests.support.redis_server import running_redis
+from tests.support.servers import Server, running_uvicorn
 
-ROOT = Path(__file__).resolve().parent.parent
+FACTORY = "examples.fastapi_app:app_from_env"
 TRIALS = 30
 SANITY_BOUND = 2.0  # seconds: what is asserted (the design target is reported)
 
 
-@dataclass
-class Server:
-    port: int
-    lines: list[str]
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def log(self) -> str:
-        return "".join(self.lines)
+def ws_url(server: Server) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws"
 
 
 @contextlib.contextmanager
-def uvicorn_server(keys: Path, redis_url: str, *, ws: str) -> Iterator[Server]:
-    port = free_port()
-    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "JWTSESS_KEYS_DIR": str(keys)}
-    env.update(REDIS_URL=redis_url, JWTSESS_ISSUER="http://jwtsess.test", PYTHONUNBUFFERED="1")
-    args = [
-        sys.executable, "-m", "uvicorn", "--factory", "examples.fastapi_app:app_from_env",
-        "--host", "127.0.0.1", "--port", str(port), "--ws", ws,
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    assert process.stdout is not None
-    stream = process.stdout
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def drain() -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace")
-            lines.append(line)
-            if "Application startup complete" in line:
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(45) or process.poll() is not None:
-            pytest.fail("uvicorn did not start:\n" + "".join(lines))
-        yield Server(port, lines)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        reader.join(timeout=10)
-        stream.close()
+def fastapi_demo(keys: Path, redis_url: str, *, ws: str) -> Iterator[Server]:
+    env = {"JWTSESS_KEYS_DIR": str(keys), "REDIS_URL": redis_url}
+    env["JWTSESS_ISSUER"] = "http://jwtsess.test"  # one site served by two processes
+    with running_uvicorn(FACTORY, env=env, options=["--ws", ws]) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +53,20 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
     init_keys(directory / "keys", "ES256")
     with running_redis(directory / "redis") as redis_server:
         with (
-            uvicorn_server(directory / "keys", redis_server.url, ws="websockets-sansio") as a,
-            uvicorn_server(directory / "keys", redis_server.url, ws="wsproto") as b,
+            fastapi_demo(directory / "keys", redis_server.url, ws="websockets-sansio") as a,
+            fastapi_demo(directory / "keys", redis_server.url, ws="wsproto") as b,
         ):
             yield a, b
-        for server in (a, b):
-            assert "Traceback" not in server.log(), server.log()
-            assert "ERROR" not in server.log(), server.log()
+            logs = [server.stop() for server in (a, b)]
+        for log in logs:
+            assert "Traceback" not in log, log
+            assert "ERROR" not in log, log
 
 
 def login(client: httpx.Client, server: Server, user: str = "alice") -> dict[str, str]:
     password = f"{user}-demo-password"
     response = client.post(
-        f"{server.http}/auth/login", json={"username": user, "password": password}
+        f"{server.base_url}/auth/login", json={"username": user, "password": password}
     )
     assert response.status_code == 200, response.text
     pair: dict[str, str] = response.json()
@@ -137,10 +87,10 @@ def test_revoked_session_closes_its_websocket_in_another_process(
         for _ in range(TRIALS):
             pair = login(client, a)
             bearer = {"Authorization": f"Bearer {pair['access_token']}"}
-            with connect(b.ws, additional_headers=bearer, open_timeout=10) as ws:
+            with connect(ws_url(b), additional_headers=bearer, open_timeout=10) as ws:
                 ws.send("ping")
                 assert ws.recv(timeout=10) == "alice: ping"
-                answer = client.post(f"{a.http}/auth/logout", headers=bearer)
+                answer = client.post(f"{a.base_url}/auth/logout", headers=bearer)
                 answered = time.perf_counter()
                 assert answer.json() == {"logged_out": True}
                 with pytest.raises(ConnectionClosed) as closed:
@@ -169,7 +119,7 @@ def test_refused_handshakes_leave_no_error_in_the_log(servers: tuple[Server, Ser
         for token, code in cases:
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             with pytest.raises(InvalidStatus) as refused:
-                connect(server.ws, additional_headers=headers, open_timeout=10)
+                connect(ws_url(server), additional_headers=headers, open_timeout=10)
             response = refused.value.response
             if denial:  # wsproto: the denial response, as an http request would get it
                 assert response.status_code == 401
@@ -178,5 +128,4 @@ def test_refused_handshakes_leave_no_error_in_the_log(servers: tuple[Server, Ser
             else:  # websockets-sansio: closed 1008 before the handshake, uvicorn says 403
                 assert response.status_code == 403
     for server in servers:
-        assert "ERROR" not in server.log(), server.log()
-        assert "Traceback" not in server.log(), server.log()
+        assert server.problems == 0, server.log()

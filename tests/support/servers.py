@@ -64,6 +64,7 @@ def running_uvicorn(
     env: Mapping[str, str | None] | None = None,
     workers: int = 1,
     module: str | None = None,
+    options: Sequence[str] = (),
     startup_timeout: float = 45.0,
 ) -> Iterator[Server]:
     """``uvicorn --factory APP`` on 127.0.0.1 and a free port, until the block ends.
@@ -73,6 +74,7 @@ def running_uvicorn(
         ``HOST`` and ``PORT`` are always set (the demo reads them).
     :param workers: uvicorn's ``--workers``; with more than one, the workers' pids
         are in ``Server.workers``, each checked to be a child of the master.
+    :param options: more uvicorn options (``["--ws", "wsproto"]``).
     :param module: run ``python -m MODULE`` instead (an app that starts uvicorn
         itself with ``HOST`` and ``PORT`` from the environment, like ``make run``).
     :raises RuntimeError: the server exited or did not start within ``startup_timeout``.
@@ -89,7 +91,7 @@ def running_uvicorn(
     else:
         args = [
             sys.executable, "-m", "uvicorn", "--factory", app, "--host", "127.0.0.1",
-            "--port", str(port), "--workers", str(workers), "--no-access-log",
+            "--port", str(port), "--workers", str(workers), "--no-access-log", *options,
         ]  # fmt: skip
     process = subprocess.Popen(
         args,
