@@ -113,6 +113,12 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def archive_text(wheel: Path, suffix: str) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(f".dist-info/{suffix}"))
+        return archive.read(name).decode()
+
+
 def test_sdist_and_wheel_hold_what_they_should(dist: Path) -> None:
     (wheel,) = dist.glob("jwtsess-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -121,6 +127,8 @@ def test_sdist_and_wheel_hold_what_they_should(dist: Path) -> None:
         text = archive.read(metadata).decode()
     assert "jwtsess/py.typed" in names
     assert "jwtsess/__init__.py" in names
+    assert "jwtsess_pytest.py" in names  # the pytest11 entry point (docs/testing.md)
+    assert "[pytest11]\njwtsess = jwtsess_pytest" in archive_text(wheel, "entry_points.txt")
     assert not any(n.startswith(("tests/", "keys/", "examples/")) for n in names)
     assert "License-Expression: MIT" in text
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
