@@ -65,7 +65,8 @@ def rotate_refresh_secret(
         updated = replace(manifest, refresh_secrets=(*records, record))
         atomic_write(path / MANIFEST_NAME, updated.to_json())
     audit.info(
-        "refresh_secret_rotated",
+        "refresh_secret_rotated secret_id=%s",
+        record.id,
         extra={"event": "refresh_secret_rotated", "secret_id": record.id},
     )
     return record
@@ -93,7 +94,8 @@ def prune_refresh_secrets(
             (path / record.file).unlink(missing_ok=True)
     for record in gone:
         audit.info(
-            "refresh_secret_pruned",
+            "refresh_secret_pruned secret_id=%s",
+            record.id,
             extra={"event": "refresh_secret_pruned", "secret_id": record.id},
         )
     return [r.id for r in gone]

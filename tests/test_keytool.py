@@ -19,7 +19,7 @@ from freezegun.api import FrozenDateTimeFactory, StepTickTimeFactory, TickingDat
 from jwtsess import KeyRing, KeyringError, init_keys, prune_keys, rotate_keys
 from jwtsess.keyfiles import MANIFEST_NAME, REFRESH_SECRET_NAME, atomic_write, read_manifest
 from jwtsess.keytool import ensure_keys, main
-from jwtsess.refresh_secrets import rotate_refresh_secret
+from jwtsess.refresh_secrets import prune_refresh_secrets, rotate_refresh_secret
 from tests.support.kit import T0, MutableClock
 
 Frozen = FrozenDateTimeFactory | StepTickTimeFactory | TickingDateTimeFactory
@@ -519,3 +519,16 @@ def test_rotate_keys_script_runs_the_tool(keydir: Path) -> None:
     rows = [line.split() for line in result.stdout.strip().splitlines()]
     assert rows[0][:3] == ["KID", "ALG", "STATE"]
     assert rows[1][:3] == [record.kid, "EdDSA", "active"]
+
+
+def test_refresh_secret_rotation_and_prune_are_audited(
+    keydir: Path, clock: MutableClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    init_keys(keydir, "HS256", clock=clock)
+    with caplog.at_level(logging.INFO, logger="jwtsess.audit"):
+        rotate_refresh_secret(keydir, clock=clock)
+        clock.advance(30 * 24 * 3600 + 60)
+        assert prune_refresh_secrets(keydir, clock=clock) == [0]
+    lines = [r.getMessage() for r in caplog.records if r.name == "jwtsess.audit"]
+    assert lines == ["refresh_secret_rotated secret_id=1", "refresh_secret_pruned secret_id=0"]
+    assert [getattr(r, "secret_id", None) for r in caplog.records] == [1, 0]
