@@ -141,7 +141,8 @@ async def test_refresh_secret_rotation_through_a_whole_overlap(make_web: MakeWeb
     assert prune_refresh_secrets(directory, clock=clock) == [0]
     assert not (directory / "refresh.secret").exists()
     # Refused by the MAC check alone (the store would say session_not_found).
-    with pytest.raises(TokenInvalid):
-        decode_refresh_token(web.kit.keyring, idle.refresh_token)
+    for old_secret_token in (idle.refresh_token, early.refresh_token):
+        with pytest.raises(TokenInvalid):
+            decode_refresh_token(web.kit.keyring, old_secret_token)
     answer = await client.post("/auth/refresh", json={"refresh_token": idle.refresh_token})
     assert (answer.status_code, answer.json()["error"]) == (401, "token_invalid")
