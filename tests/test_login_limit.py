@@ -138,7 +138,9 @@ async def test_successful_logins_are_refunded(store: SessionStore) -> None:
 
 async def test_concurrent_guesses_are_counted_one_by_one(store: SessionStore) -> None:
     limiter = LoginLimiter(store, clock=MutableClock(START))
-    await limiter.attempt("warm-up", OWNER)  # scripts loaded before the rush
+    # A fresh RedisCluster client hit by 30 first calls at once fails some with
+    # ConnectionError (its initialisation races; reported to the store owner).
+    await limiter.attempt("warm-up", OWNER)
     outcomes = await asyncio.gather(*(_allowed(limiter, "alice", ATTACKER) for _ in range(30)))
     assert outcomes.count(True) == 5
 
