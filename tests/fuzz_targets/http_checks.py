@@ -125,8 +125,14 @@ def _check_error_body(result: HttpResult, status: int, where: str) -> str:
         raise PropertyFailure("an error answer without Cache-Control: no-store", where)
     if status == 401:
         challenge = result.header(b"www-authenticate") or b""
-        if not challenge.startswith(f'Bearer realm="{HTTP_CONFIG.realm}"'.encode()):
-            raise PropertyFailure("a 401 without a Bearer challenge", where)
+        # RFC 6750 section 3, or RFC 9449 section 7.1 when the request used the DPoP scheme.
+        if not challenge.startswith(
+            (
+                f'Bearer realm="{HTTP_CONFIG.realm}"'.encode(),
+                f'DPoP realm="{HTTP_CONFIG.realm}"'.encode(),
+            )
+        ):
+            raise PropertyFailure("a 401 without a Bearer or DPoP challenge", where)
     return str(code)
 
 
