@@ -1,7 +1,8 @@
 """The package as a user gets it: built, installed into a fresh venv, imported, type-checked.
 
-``python -m build`` makes the sdist from the project's files and the wheel from
-that sdist (so from a clean tree: nothing untracked or generated rides along).
+``python -m build`` makes the sdist from the files pyproject.toml lists (never
+``keys/``, nothing git ignores) and the wheel from that unpacked sdist, as a
+clean clone would.
 Each install goes into a fresh venv made without pip (the outer pip installs
 into it with ``--python``), and the outer mypy checks a user's file with
 ``--python-executable`` pointing at that venv, so it sees exactly what the venv

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import httpx
 import pytest
 
 from jwtsess import RevocationMirror
-from tests.support.docs import run_page
+from tests.support.docs import DOCS, run_page
+
+DEMO_PAGE = Path(__file__).resolve().parents[2] / "examples" / "index.html"
 
 
 async def _set_cookie_headers(app: object, mirror: RevocationMirror) -> dict[str, str]:
@@ -41,3 +44,14 @@ def test_browser_apps_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "samesite=strict" in refresh
     assert "httponly" not in csrf
     assert "samesite=strict" in csrf
+
+
+def test_the_pages_javascript_is_the_demos() -> None:
+    """The silent-refresh functions the page shows are the ones the browser test runs."""
+    page = (DOCS / "browser-apps.md").read_text(encoding="utf-8")
+    (script,) = re.findall(r"^```javascript\n(.*?)^```", page, re.S | re.M)
+    demo = DEMO_PAGE.read_text(encoding="utf-8")
+    functions = [chunk for chunk in script.split("\n\n") if chunk.strip()]
+    assert len(functions) == 4
+    for function in functions:
+        assert function.strip() in demo, function.splitlines()[0]
