@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from jwtsess import AuditEvent, ClientMetadata, MemoryStore, RefreshReused, SessionStore
-from jwtsess.audit import Auditor, log_value
+from jwtsess.audit import AuditEventName, Auditor, log_value
 from jwtsess.keytool import init_keys, prune_keys, rotate_keys
 from tests.support.kit import IssuerKit
 
@@ -142,3 +144,16 @@ def test_key_events_name_the_key(tmp_path: Path, audit_log: io.StringIO) -> None
     lines = audit_log.getvalue().splitlines()
     assert lines[0] == f"INFO jwtsess.audit: key_created kid={record.kid} alg=HS256"
     assert lines[1].startswith(f"INFO jwtsess.audit: key_rotated kid={rotated.kid} alg=HS256 ")
+
+
+def test_every_logger_and_audit_event_is_documented() -> None:
+    """docs/logging.md names every logger jwtsess creates and every audit event it emits."""
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "logging.md").read_text(encoding="utf-8")
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (root / "jwtsess").rglob("*.py"))
+    loggers = set(re.findall(r'getLogger\("([a-z_.]+)"\)', source))
+    assert "jwtsess.audit" in loggers
+    for name in sorted(loggers):
+        assert f"`{name}`" in page, f"logger {name} is not in docs/logging.md"
+    for event in get_args(AuditEventName):
+        assert f"`{event}`" in page, f"audit event {event} is not in docs/logging.md"
