@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jwtsess import InsufficientRole, TokenMissing
+from jwtsess.testing import JWTSessKit, asgi_client, assert_forbidden, assert_unauthorized
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
@@ -169,12 +170,12 @@ async def test_auth_error_handler_reraises_other_exceptions() -> None:
     assert response.headers["www-authenticate"] == SCOPE.format(realm="jwtsess")
 
 
-# -- FastAPI dependencies ---------------------------------------------------------------------
+# -- FastAPI dependencies (with the jwtsess.testing plugin's kit) -----------------------------
 
 
-def fastapi_app(web: WebApp, *, config: WebConfig) -> FastAPI:
+def fastapi_app(kit: JWTSessKit, *, config: WebConfig) -> FastAPI:
     app = FastAPI()
-    app.add_middleware(JWTAuthMiddleware, verifier=web.verifier, config=config)
+    app.add_middleware(JWTAuthMiddleware, verifier=kit.verifier, config=config)
     add_exception_handlers(app)
 
     @app.get("/admin")
@@ -193,23 +194,21 @@ def fastapi_app(web: WebApp, *, config: WebConfig) -> FastAPI:
 
 
 @pytest.fixture
-async def fastapi_client(web: WebApp) -> AsyncIterator[httpx.AsyncClient]:
-    app = fastapi_app(web, config=WebConfig(realm="fastapi"))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as client:
+async def fastapi_client(jwtsess: JWTSessKit) -> AsyncIterator[httpx.AsyncClient]:
+    app = fastapi_app(jwtsess, config=WebConfig(realm="fastapi"))
+    async with asgi_client(app, base_url="https://testserver") as client:
         yield client
 
 
 async def test_fastapi_require_role_dependency(
-    web: WebApp, fastapi_client: httpx.AsyncClient
+    jwtsess: JWTSessKit, fastapi_client: httpx.AsyncClient
 ) -> None:
-    root = await web.login("root", "admin")
-    response = await fastapi_client.get("/admin", headers=bearer(root.access_token))
+    root = await jwtsess.login("root", "admin")
+    response = await fastapi_client.get("/admin", headers=jwtsess.headers(token=root.access_token))
     assert response.status_code == 200, response.text
     assert response.json() == {"id": "root", "role": "admin", "sid": root.session_id}
 
-    user = await web.login("alice", "user")
-    response = await fastapi_client.get("/admin", headers=bearer(user.access_token))
+    response = await fastapi_client.get("/admin", headers=jwtsess.headers("alice", "user"))
     assert_error(
         response,
         403,
@@ -217,40 +216,44 @@ async def test_fastapi_require_role_dependency(
         "The token's role does not allow this.",
         SCOPE.format(realm="fastapi"),
     )
+    assert_forbidden(response)
 
 
 async def test_fastapi_require_auth_dependency(
-    web: WebApp, fastapi_client: httpx.AsyncClient
+    jwtsess: JWTSessKit, fastapi_client: httpx.AsyncClient
 ) -> None:
     response = await fastapi_client.get("/me")
     assert_error(
         response, 401, "token_missing", "Authentication required.", MISSING.format(realm="fastapi")
     )
-    pair = await web.login("alice", "user")
-    response = await fastapi_client.get("/me", headers=bearer(pair.access_token))
+    assert_unauthorized(response, "token_missing")
+    response = await fastapi_client.get("/me", headers=jwtsess.headers("alice"))
     assert response.status_code == 200, response.text
     assert response.json() == {"id": "alice"}
 
 
 async def test_fastapi_route_level_dependency(
-    web: WebApp, fastapi_client: httpx.AsyncClient
+    jwtsess: JWTSessKit, fastapi_client: httpx.AsyncClient
 ) -> None:
-    ops = await web.login("olga", "ops")
-    response = await fastapi_client.get("/ops", headers=bearer(ops.access_token))
+    response = await fastapi_client.get("/ops", headers=jwtsess.headers("olga", "ops"))
     assert response.status_code == 200, response.text
-    user = await web.login("alice", "user")
-    response = await fastapi_client.get("/ops", headers=bearer(user.access_token))
-    assert response.status_code == 403
-    assert response.json()["error"] == "insufficient_role"
+    response = await fastapi_client.get("/ops", headers=jwtsess.headers("alice", "user"))
+    assert_forbidden(response)
 
 
 async def test_fastapi_bad_tokens_are_answered_by_the_middleware(
-    fastapi_client: httpx.AsyncClient,
+    jwtsess: JWTSessKit, fastapi_client: httpx.AsyncClient
 ) -> None:
     response = await fastapi_client.get("/me", headers=bearer("garbage"))
-    assert response.status_code == 401
-    assert response.json()["error"] == "token_malformed"
+    assert_unauthorized(response, "token_malformed")
     assert response.headers["www-authenticate"] == (
         'Bearer realm="fastapi", error="invalid_token", '
         'error_description="The token is not a compact JWS of three segments."'
     )
+    for token, code in (
+        (jwtsess.token(expired=True), "token_expired"),
+        (jwtsess.token(revoked=True), "token_revoked"),
+        (jwtsess.token(not_yet_valid=True), "token_invalid"),
+    ):
+        response = await fastapi_client.get("/me", headers=jwtsess.headers(token=token))
+        assert_unauthorized(response, code)

@@ -8,7 +8,9 @@ same over real uvicorn processes and Redis.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import pytest
 from fastapi import FastAPI, WebSocket
@@ -133,3 +135,29 @@ def test_anonymous_sockets_are_not_registered(jwtsess: JWTSessKit) -> None:
     with TestClient(app).websocket_connect("/open") as ws:
         assert ws.receive_text() == "hello"
         assert len(live) == 0
+
+
+async def test_one_timer_for_the_earliest_expiry(jwtsess: JWTSessKit) -> None:
+    live = LiveConnections(clock=jwtsess.clock)
+    closed: list[tuple[str, int, str]] = []
+
+    def closer(name: str) -> Callable[[int, str], Awaitable[None]]:
+        async def send_close(code: int, reason: str) -> None:
+            closed.append((name, code, reason))
+
+        return send_close
+
+    verify = jwtsess.verifier.verify
+    late = live.add(verify(jwtsess.token("late", lifetime=600)), closer("late"))
+    assert live.next_expiry == late.claims.exp
+    early = live.add(verify(jwtsess.token("early", lifetime=60)), closer("early"))
+    assert live.next_expiry == early.claims.exp  # re-armed for the earlier one
+    jwtsess.advance(60)
+    assert live.close_expired() == 1
+    await asyncio.sleep(0)  # the close frame is sent by a task on this loop
+    assert closed == [("early", 1008, "token_expired")]
+    assert live.next_expiry == late.claims.exp  # and armed for the next
+    live.discard(late)  # ended by its client
+    jwtsess.advance(600)
+    assert live.close_expired() == 0
+    assert live.next_expiry is None

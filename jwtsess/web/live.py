@@ -79,6 +79,11 @@ class LiveConnections:
     def __len__(self) -> int:
         return sum(len(sockets) for sockets in self._by_jti.values())
 
+    @property
+    def next_expiry(self) -> float | None:
+        """The ``exp`` the expiry timer is armed for (None: no timer)."""
+        return None if self._timer is None else self._timer_at
+
     # -- registration ---------------------------------------------------------------------
 
     def add(self, claims: AccessClaims, send_close: CloseSender) -> LiveSocket:
