@@ -20,7 +20,14 @@ from jwtsess.testing import (
     refresh_race,
     websocket_refusal,
 )
-from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, auth_routes, require_role
+from jwtsess.web import (
+    JWTAuthMiddleware,
+    JWTUser,
+    WebConfig,
+    add_exception_handlers,
+    auth_routes,
+    require_role,
+)
 from jwtsess.web.fastapi import CurrentUser, OptionalUser, current_user
 
 
@@ -183,3 +190,33 @@ def test_starlette_mount_before_the_login_route_is_no_trap(jwtsess: JWTSessKit) 
     client = TestClient(app)
     assert client.post("/auth/login").json() == {"logged_in": "yes"}
     assert client.post("/auth/nothing").status_code == 404
+
+
+def test_guards_without_the_middleware_never_answer_500(jwtsess: JWTSessKit) -> None:
+    """A misconfigured app (no middleware, no handlers) still refuses cleanly."""
+
+    def app(*, handlers: bool) -> FastAPI:
+        built = FastAPI()
+        if handlers:
+            add_exception_handlers(built)
+
+        @built.get("/me")
+        async def me(user: CurrentUser) -> dict[str, str]:
+            return {"id": user.id}
+
+        @built.websocket("/ws")
+        async def ws(websocket: WebSocket, user: CurrentUser) -> None:
+            await websocket.accept()
+
+        return built
+
+    client = TestClient(app(handlers=False), raise_server_exceptions=False)
+    response = client.get("/me", headers=jwtsess.headers())
+    assert response.status_code == 401  # FastAPI's own HTTPException handler answered
+    assert response.headers["www-authenticate"] == 'Bearer realm="jwtsess"'
+    assert response.json() == {"detail": "Authentication required."}
+    refused = websocket_refusal(client, "/ws")
+    assert (refused.close_code, refused.code) == (1008, "token_missing")
+    # With jwtsess's handler (it comes first): the full RFC 6750 answer.
+    with_handlers = TestClient(app(handlers=True), raise_server_exceptions=False)
+    assert_unauthorized(with_handlers.get("/me"), "token_missing")

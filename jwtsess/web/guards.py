@@ -21,8 +21,9 @@ import functools
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
+from starlette.exceptions import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketState
@@ -30,7 +31,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from ..errors import AuthError, InsufficientRole, TokenMissing
 from .config import WebConfig
 from .middleware import SCOPE_KEY, JWTUser
-from .responses import error_response
+from .responses import NO_STORE, challenge, error_response
 from .websocket import close_code
 
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Awaitable[Any]])
@@ -90,7 +91,12 @@ class Requirement:
 
     def __call__(self, request: Any, **schemes: object) -> Any:
         if isinstance(request, HTTPConnection):
-            return self.check(request)
+            try:
+                return self.check(request)
+            except AuthError as error:
+                if SCOPE_KEY in request.scope:
+                    raise  # the middleware answers it (jwtsess/web/middleware.py)
+                raise _without_middleware(request, error) from None
         return self._decorate(request)
 
     def _decorate(self, endpoint: Endpoint) -> Endpoint:
@@ -115,6 +121,34 @@ class Requirement:
             return await endpoint(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]
+
+
+_FLAVOURS: dict[type[AuthError], type[AuthError]] = {}
+
+
+def _http_flavour(kind: type[AuthError]) -> type[AuthError]:
+    """``kind`` that is also Starlette's ``HTTPException``: an app's ``AuthError``
+    handler still wins (it comes first in the MRO), else the default handler answers."""
+    flavour = _FLAVOURS.get(kind)
+    if flavour is None:
+        flavour = _FLAVOURS[kind] = type(kind.__name__, (kind, HTTPException), {})
+    return flavour
+
+
+def _without_middleware(conn: HTTPConnection, error: AuthError) -> Exception:
+    """A refusal every Starlette/FastAPI app answers by default: never a 500."""
+    if isinstance(conn, WebSocket):
+        return WebSocketException(code=close_code(error), reason=error.code)
+    flavour = _http_flavour(type(error))
+    refusal = flavour.__new__(flavour)
+    headers = dict(NO_STORE)
+    www = challenge(WebConfig(), error)
+    if www is not None:
+        headers["WWW-Authenticate"] = www
+    HTTPException.__init__(
+        cast(HTTPException, refusal), status_code=error.status, detail=error.detail, headers=headers
+    )
+    return refusal
 
 
 def require_auth(*, config: WebConfig | None = None) -> Requirement:
