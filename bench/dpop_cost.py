@@ -14,10 +14,11 @@ Budget (shared/DESIGN.md): DPoP <= (bearer + one proof verification) x 1.2.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 from starlette.middleware import Middleware
 
@@ -29,6 +30,20 @@ from .asgi_cost import _app_variant, _bearer, bare_app, make_setup
 from .harness import Variant, measure
 
 HTU = "http://bench/"
+
+
+def _in_chunks(run: Callable[[int], Awaitable[None]]) -> Callable[[int], Awaitable[None]]:
+    """Yield to the loop every 200 operations, so the mirror's follower keeps
+    hearing from the feed even when a slow (loaded) machine stretches a round."""
+
+    async def chunked(n: int) -> None:
+        while n > 0:
+            step = min(n, 200)
+            await run(step)
+            n -= step
+            await asyncio.sleep(0)
+
+    return chunked
 
 
 async def dpop_request(
@@ -51,8 +66,12 @@ async def dpop_request(
     signing_input, signature = one.rsplit(".", 1)
     checked = proof_key(proof_alg, key.public_jwk)
     raw_signature = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    signed_at = time.time()
     await setup.start()
-    app = bare_app([Middleware(JWTAuthMiddleware, verifier=setup.verifier(), dpop=DPoPVerifier())])
+    # The proofs' clock stands still at their signing time: a slow run (a loaded
+    # machine) must not age them out of their 60 s window half-way.
+    proofs_checker = DPoPVerifier(clock=lambda: signed_at)
+    app = bare_app([Middleware(JWTAuthMiddleware, verifier=setup.verifier(), dpop=proofs_checker)])
 
     def dpop_headers() -> Iterator[list[tuple[bytes, bytes]]]:
         for proof in proofs:
@@ -74,11 +93,10 @@ async def dpop_request(
         _app_variant(f"jwtsess DPoP, {proof_alg} proof", app, dpop_headers()),
         Variant(f"one {proof_alg} signature verification", verify_signature, []),
     ]
-    start = time.monotonic()
+    for variant in variants:
+        variant.run = _in_chunks(variant.run)
     try:
         await measure(variants, ops=ops, rounds=rounds)
     finally:
         await setup.close()
-    if time.monotonic() - start > 50:
-        raise RuntimeError("the run outlived the proofs' 60 s window; lower ops")
     return variants

@@ -112,12 +112,14 @@ class DPoPSettings:
                 raise ValueError("external_origin must be 'https://host[:port]', nothing more")
 
 
-_FROM_URLSAFE: Final = str.maketrans("-_", "+/")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_PADDING: Final = (b"", b"===", b"==", b"=")
 
 
 def _b64decode(segment: str) -> bytes:
     """Unpadded base64url to bytes (ASCII already checked)."""
-    return binascii.a2b_base64(segment.translate(_FROM_URLSAFE) + "=" * (-len(segment) % 4))
+    raw = segment.encode("ascii").translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(raw + _PADDING[len(raw) % 4])
 
 
 @dataclass(frozen=True, slots=True)
