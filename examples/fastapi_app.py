@@ -7,7 +7,9 @@ REDIS_URL. Swagger UI is at ``/docs``: log in with ``POST /auth/login``, paste
 the ``access_token`` into Authorize, and call ``GET /me``.
 
 - ``POST /auth/login``: ``{"username", "password"}`` -> a token pair;
-- the auth routes (``auth_router``): refresh, logout, sessions, ...;
+- the auth routes (``auth_router``): refresh, logout, sessions, ..., and the
+  OAuth 2.0 token, revocation and introspection endpoints with their RFC 8414
+  metadata;
 - ``GET /me``: the caller's claims (``CurrentUser``);
 - ``GET /admin``: role ``admin`` only (403 ``insufficient_role`` otherwise);
 - ``/ws``: a websocket echoing text for an authenticated user, closed by the
@@ -28,7 +30,14 @@ from starlette.responses import JSONResponse, Response
 
 from examples.app import DEMO_USERS, DemoConfig, demo_parts
 from jwtsess import Issuer, KeyRing, Verifier
-from jwtsess.web import JWTAuthMiddleware, JWTUser, WebConfig, client_metadata, require_role
+from jwtsess.web import (
+    JWTAuthMiddleware,
+    JWTUser,
+    OAuthEndpoints,
+    WebConfig,
+    client_metadata,
+    require_role,
+)
 from jwtsess.web.fastapi import CurrentUser, ErrorBody, TokenPairBody, auth_router
 
 try:  # Swagger UI's assets served by the app itself, so /docs works offline
@@ -75,7 +84,10 @@ def build_app(
         pair = await issuer.login(body.username, role, metadata=client_metadata(request))
         return JSONResponse(pair.as_json(), headers={"Cache-Control": "no-store"})
 
-    app.include_router(auth_router(issuer, config=web))
+    # Standard OAuth 2.0 clients refresh at /auth/token and revoke at /auth/revoke.
+    oauth = OAuthEndpoints(issuer, verifier, config=web)
+    app.include_router(auth_router(issuer, config=web, oauth=oauth))
+    app.router.routes.append(oauth.metadata_route())  # /.well-known/oauth-authorization-server
 
     @app.get("/me")
     async def me(user: CurrentUser) -> dict[str, Any]:

@@ -109,6 +109,9 @@ def test_openapi_lists_the_schemes_for_swagger(jwtsess: JWTSessKit) -> None:
     assert spec["paths"]["/auth/logout"]["post"]["security"] == either
     for path in ("/auth/logout-all", "/auth/sessions", "/auth/sessions/{sid}", "/auth/session"):
         assert path in spec["paths"]
+    token = spec["paths"]["/auth/token"]["post"]
+    assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
+    assert "/auth/revoke" in spec["paths"]
 
 
 def test_cookie_scheme_only_in_cookie_mode(jwtsess: JWTSessKit) -> None:
@@ -137,6 +140,14 @@ def test_auth_router_behaves_as_the_starlette_router(jwtsess: JWTSessKit) -> Non
         "logged_out": True
     }
     assert_unauthorized(client.get("/me", headers=jwtsess.headers(token=fresh)), "token_revoked")
+    # The OAuth 2.0 token endpoint, through the same APIRouter.
+    pair = jwtsess.run(jwtsess.login("alice", "admin"))
+    form = {"grant_type": "refresh_token", "refresh_token": pair.refresh_token}
+    token = client.post("/auth/token", data=form)
+    assert token.status_code == 200, token.text
+    assert token.json()["token_type"] == "Bearer"
+    metadata = client.get("/.well-known/oauth-authorization-server").json()
+    assert metadata["token_endpoint"].endswith("/auth/token")
     bad = client.post("/auth/refresh", content=b"[]", headers={"content-type": "application/json"})
     assert bad.status_code == 400
     assert bad.json()["error"] == "bad_request"

@@ -37,6 +37,7 @@ from ..issuer import Issuer
 from .config import WebConfig
 from .guards import Requirement, require_auth
 from .middleware import JWTUser
+from .oauth import OAuthEndpoints
 from .routes import AuthRoutes
 
 BEARER_SCHEME = "jwtsessBearer"
@@ -182,8 +183,38 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_OAUTH_FORMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "/token": (
+        "OAuth 2.0 refresh (RFC 6749 section 6)",
+        {
+            "grant_type": {"type": "string", "enum": ["refresh_token"]},
+            "refresh_token": {"type": "string"},
+            "client_id": {"type": "string"},
+            "scope": {"type": "string"},
+        },
+    ),
+    "/revoke": (
+        "OAuth 2.0 token revocation (RFC 7009)",
+        {"token": {"type": "string"}, "token_type_hint": {"type": "string"}},
+    ),
+    "/introspect": (
+        "OAuth 2.0 token introspection (RFC 7662)",
+        {"token": {"type": "string"}, "token_type_hint": {"type": "string"}},
+    ),
+}
+
+
+def _form_schema(fields: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": fields}
+    return {"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": schema}}}}
+
+
 def auth_router(
-    issuer: Issuer, *, config: WebConfig | None = None, tags: list[str] | None = None
+    issuer: Issuer,
+    *,
+    config: WebConfig | None = None,
+    oauth: OAuthEndpoints | None = None,
+    tags: list[str] | None = None,
 ) -> APIRouter:
     """The auth routes (docs/http.md) as a FastAPI ``APIRouter`` at ``config.prefix``.
 
@@ -191,9 +222,12 @@ def auth_router(
     is plain (no ``Mount``), so an app's own ``/auth/login`` may come before or
     after ``include_router``, and the OpenAPI document lists every route with
     its schemas.
+
+    :param oauth: also the OAuth 2.0 endpoints (``/token``, ``/revoke``,
+        ``/introspect``), as ``auth_routes(..., oauth=)`` mounts them.
     """
-    web = config or WebConfig()
-    handlers = AuthRoutes(issuer, web)
+    web = config or (oauth.config if oauth is not None else WebConfig())
+    handlers = AuthRoutes(issuer, web, oauth)
     answer = handlers._answer
     router = APIRouter(prefix=web.prefix, tags=list(tags or ["auth"]), responses=_ERRORS)
     signed_in = [Depends(require_auth(config=web))]
@@ -242,4 +276,25 @@ def auth_router(
     add("/sessions", "GET", handlers.list_sessions, SessionsBody, "List my sessions")
     add("/sessions/{sid}", "DELETE", handlers.revoke_session, RevokedBody, "End one session")
     add("/session", "GET", handlers.session_status, SessionStatusBody, "This session's expiry")
+    for route in oauth.routes() if oauth is not None else ():
+        summary, fields = _OAUTH_FORMS[route.path]
+        router.add_api_route(
+            route.path,
+            _forwarding(route.endpoint),
+            methods=["POST"],
+            summary=summary,
+            response_model=None,
+            openapi_extra=_form_schema(fields),
+        )
     return router
+
+
+def _forwarding(handler: Any) -> Any:
+    """An endpoint FastAPI sees as taking only the request (the handler reads the form)."""
+
+    async def endpoint(request: Request) -> Response:
+        response: Response = await handler(request)
+        return response
+
+    endpoint.__name__ = getattr(handler, "__name__", "oauth_endpoint")
+    return endpoint
