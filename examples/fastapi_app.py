@@ -29,13 +29,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from examples.app import DEMO_USERS, DemoConfig, demo_parts
-from jwtsess import Issuer, KeyRing, Verifier
+from jwtsess import AuthError, Issuer, KeyRing, LoginLimiter, Verifier
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
     OAuthEndpoints,
     WebConfig,
     client_metadata,
+    error_response,
     require_role,
 )
 from jwtsess.web.fastapi import CurrentUser, ErrorBody, TokenPairBody, auth_router
@@ -60,8 +61,13 @@ def build_app(
     web: WebConfig,
     *,
     lifespan: Any = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> FastAPI:
-    """The app on given jwtsess parts (tests pass the ``jwtsess`` fixture's)."""
+    """The app on given jwtsess parts (tests pass the ``jwtsess`` fixture's).
+
+    :param login_limiter: throttles ``/auth/login`` (``create_app`` passes one on the
+        demo's store, as ``examples/app.py`` does); None: no throttling.
+    """
     app = _FastAPI(title="jwtsess FastAPI demo", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(JWTAuthMiddleware, verifier=verifier, config=web)
     admin_only = require_role("admin", config=web)
@@ -70,18 +76,26 @@ def build_app(
         "/auth/login",
         tags=["auth"],
         response_model=TokenPairBody,
-        responses={401: {"model": ErrorBody}},
+        responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
     )
     async def login(body: LoginBody, request: Request) -> Response:
-        # scrypt takes ~50 ms: off the event loop, so other requests go on.
-        role = await run_in_threadpool(DEMO_USERS.check, body.username, body.password)
-        if role is None:
-            return JSONResponse(
-                {"error": "invalid_credentials", "detail": "Wrong username or password."},
-                status_code=401,
-                headers={"Cache-Control": "no-store"},
-            )
-        pair = await issuer.login(body.username, role, metadata=client_metadata(request))
+        meta = client_metadata(request)
+        try:
+            # Before the password check: a refused guess costs no hash and tells nothing.
+            attempt = await login_limiter.attempt(body.username, meta.ip) if login_limiter else None
+            # scrypt takes ~50 ms: off the event loop, so other requests go on.
+            role = await run_in_threadpool(DEMO_USERS.check, body.username, body.password)
+            if role is None:
+                return JSONResponse(
+                    {"error": "invalid_credentials", "detail": "Wrong username or password."},
+                    status_code=401,
+                    headers={"Cache-Control": "no-store"},
+                )
+            if attempt is not None:
+                await attempt.succeeded()  # the limits count failures only
+            pair = await issuer.login(body.username, role, metadata=meta)
+        except AuthError as error:  # rate_limited (429, Retry-After), store_unavailable
+            return error_response(web, error)
         return JSONResponse(pair.as_json(), headers={"Cache-Control": "no-store"})
 
     # Standard OAuth 2.0 clients refresh at /auth/token and revoke at /auth/revoke.
@@ -124,7 +138,12 @@ def create_app(config: DemoConfig) -> FastAPI:
             await parts.mirror.stop()
             await parts.store.close()
 
-    return build_app(parts.issuer, parts.verifier, parts.keyring, parts.web, lifespan=lifespan)
+    # Password guessing: per account and address, per address, per account (docs/http.md).
+    limiter = LoginLimiter(parts.store)
+    return build_app(
+        parts.issuer, parts.verifier, parts.keyring, parts.web,
+        lifespan=lifespan, login_limiter=limiter,
+    )  # fmt: skip
 
 
 def app_from_env() -> FastAPI:

@@ -146,3 +146,73 @@ async def test_refresh_secret_rotation_through_a_whole_overlap(make_web: MakeWeb
             decode_refresh_token(web.kit.keyring, old_secret_token)
     answer = await client.post("/auth/refresh", json={"refresh_token": idle.refresh_token})
     assert (answer.status_code, answer.json()["error"]) == (401, "token_invalid")
+
+
+# -- found by the black-box review of the demo (scripts/redteam.py, make redteam) -----------
+
+
+def _fastapi_demo(tmp_path: Path) -> httpx.ASGITransport:
+    from examples.fastapi_app import create_app as create_fastapi_app
+
+    config = DemoConfig(
+        host="127.0.0.1",
+        port=8000,
+        keys_dir=str(tmp_path / "keys"),
+        alg="HS256",
+        access_ttl=900,
+        secure_cookies=False,
+        redis_url=None,
+    )
+    return httpx.ASGITransport(app=create_fastapi_app(config))
+
+
+async def test_lone_surrogate_in_a_login_body_is_a_400_not_a_500(tmp_path: Path) -> None:
+    """``{"password": "\\ud800"}`` is well-formed JSON, but the string cannot be UTF-8:
+    the demo's scrypt hash raised UnicodeEncodeError, a 500 with a traceback in
+    uvicorn's log. ``read_json_object`` now refuses lone surrogates (I-JSON) as
+    ``bad_request``, for every route that reads a JSON body."""
+    app = _demo(tmp_path)
+    async with _client(app, ATTACKER) as client:
+        for body in (
+            b'{"username": "bob", "password": "\\ud800"}',
+            b'{"username": "\\udfff", "password": "x"}',
+            b'{"username": "bob", "password": "x", "note": ["\\udbff"]}',
+        ):
+            answer = await client.post(
+                "/auth/login", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"] == "bad_request"
+        refresh = await client.post(
+            "/auth/refresh",
+            content=b'{"refresh_token": "\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert refresh.status_code == 400
+        # A surrogate pair is ordinary text (an emoji), not refused.
+        answer = await client.post(
+            "/auth/login",
+            content=b'{"username": "bob", "password": "\\ud83d\\ude00"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 401
+
+
+async def test_password_guessing_on_the_fastapi_demo_login_is_throttled(tmp_path: Path) -> None:
+    """examples/fastapi_app.py (the demo as a FastAPI app) answered every wrong password:
+    12 in a row were 12 x 401. It now throttles like examples/app.py (LoginLimiter)."""
+    app = _fastapi_demo(tmp_path)
+    with freeze_time("2027-01-15 08:00:15", real_asyncio=True):
+        async with _client(app, ATTACKER) as attacker, _client(app, OWNER) as owner:
+            statuses = []
+            for n in range(6):
+                answer = await attacker.post(
+                    "/auth/login", json={"username": "alice", "password": f"guess-{n}"}
+                )
+                statuses.append(answer.status_code)
+            assert statuses == [401] * 5 + [429]
+            assert answer.json()["error"] == "rate_limited"
+            assert answer.headers["Retry-After"] == "45"
+            right = {"username": "alice", "password": "alice-demo-password"}
+            assert (await attacker.post("/auth/login", json=right)).status_code == 429
+            assert (await owner.post("/auth/login", json=right)).status_code == 200

@@ -83,15 +83,20 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The request's JSON object body, or ``BadRequest``: wrong type, too big, not JSON,
-    or the client went away mid-body (see ``read_body``)."""
+    """The request's JSON object body, or ``BadRequest``: wrong type, too big, not JSON
+    (lone surrogates included: I-JSON), or the client went away mid-body (see ``read_body``)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise BadRequest("Content-Type must be application/json.")
     body = await read_body(request, limit)
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        if b"\\u" in body:
+            # I-JSON (RFC 7493 section 2.1): no lone surrogates ("\ud800"). Python keeps
+            # them in str, and the application's first .encode() (a password hash)
+            # would fail as a 500; raw surrogate bytes already fail the UTF-8 decode.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(value, dict):
         raise BadRequest("The body must be a JSON object.")
