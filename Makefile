@@ -10,7 +10,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest docs docs-serve package redis-server browser wrk bench soak fuzz clean
+.PHONY: run test lint typecheck pytest docs docs-serve package redis-server browser wrk bench soak fuzz redteam clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,5 +89,13 @@ fuzz: $(STAMP)
 soak: $(STAMP) redis-server
 	$(BIN)/python -m scripts.soak --seconds 60
 
+# The black-box review: attacks the demo as shipped (python -m examples.app and
+# examples.fastapi_app under uvicorn) over loopback on six deployments (HS256, RS256,
+# ES256, EdDSA; MemoryStore and a private Redis) plus a short-lived one for the
+# revocation-comeback case; prints cases, forged tokens accepted, 5xx, tracebacks and
+# flaws (~5 minutes). Server logs go to .redteam/. Not part of make test.
+redteam: $(STAMP) redis-server
+	$(BIN)/python -m scripts.redteam
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site dist build
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache site dist build .redteam
