@@ -1,6 +1,6 @@
 """Revocation propagation between two OS processes over one Redis.
 
-This process logs a user in and calls ``logout_everywhere``; a second process
+This process logs a user in and calls ``logout_all``; a second process
 (``tests/support/propagation_peer.py``: a Verifier on a RevocationMirror following the
 feed) reports the CLOCK_MONOTONIC instant at which its verifier first refuses
 the user's token. CLOCK_MONOTONIC is system-wide on Linux, so the two instants
@@ -68,7 +68,7 @@ async def propagation(redis_url: str, *, trials: int) -> tuple[float, float, lis
             if await _line(peer.stdout) != f"ok {user}":
                 raise RuntimeError("the peer did not accept a fresh token")
             start = time.monotonic()
-            await issuer.logout_everywhere(user)
+            await issuer.logout_all(user)
             kind, who, when = (await _line(peer.stdout)).split()
             if (kind, who) != ("revoked", user):
                 raise RuntimeError(f"unexpected peer answer {kind} {who}")

@@ -14,7 +14,15 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from jwtsess import AccessTokenSigner, Issuer, KeyRing, RedisStore, TokenSettings, init_keys
+from jwtsess import (
+    AccessTokenSigner,
+    Issuer,
+    KeyRing,
+    RedisStore,
+    SessionPolicy,
+    TokenSettings,
+    init_keys,
+)
 from tests.support.stats import percentile
 
 ISSUER = "https://auth.bench.test"
@@ -46,7 +54,9 @@ async def refresh_vs_floor(
     keyring = KeyRing(directory)
     settings = TokenSettings(issuer=ISSUER, audience=AUDIENCE)
     store = RedisStore.from_url(redis_url, prefix=f"bench{time.monotonic_ns()}")
-    issuer = Issuer(keyring, settings, store)
+    # Measure the refresh, not the per-session limit's refusals (one chain, many refreshes).
+    policy = SessionPolicy(refresh_limit=10**9, address_refresh_limit=None)
+    issuer = Issuer(keyring, settings, store, policy=policy)
     signer = AccessTokenSigner(keyring, settings)
     trivial = store.client.register_script("return 1")
     secret = keyring.refresh_secret.secret

@@ -186,7 +186,7 @@ def create_app(config: DemoConfig) -> Starlette:
         parts.keyring, parts.store, parts.mirror, parts.issuer, parts.verifier, parts.web
     )  # fmt: skip
     # Password guessing: per account and address, per address, per account (docs/http.md).
-    login_limiter = LoginLimiter(store, clock=issuer.clock)
+    login_limiter = LoginLimiter(store)
     secret = config.introspection_secret
     clients = {"resource-server": secret} if secret else {}
     oauth = OAuthEndpoints(

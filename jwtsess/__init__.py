@@ -51,9 +51,13 @@ from .refresh_secrets import prune_refresh_secrets as prune_refresh_secrets
 from .refresh_secrets import rotate_refresh_secret as rotate_refresh_secret
 from .refresh_token import RefreshSecret as RefreshSecret
 from .sessions import ClientMetadata as ClientMetadata
+from .sessions import SessionGrant as SessionGrant
 from .sessions import SessionInfo as SessionInfo
 from .sessions import SessionPolicy as SessionPolicy
+from .sessions import SessionStatus as SessionStatus
 from .sessions import TokenPair as TokenPair
+from .sessions import client_fingerprint as client_fingerprint
+from .sessions import key_binding as key_binding
 from .settings import TokenSettings as TokenSettings
 from .store import MemoryStore as MemoryStore
 from .store import RedisStore as RedisStore
@@ -98,9 +102,11 @@ __all__ = [
     "RevocationCheck",
     "RevocationMirror",
     "RevocationStateStale",
+    "SessionGrant",
     "SessionInfo",
     "SessionNotFound",
     "SessionPolicy",
+    "SessionStatus",
     "SessionStore",
     "StoreUnavailable",
     "TokenExpired",
@@ -115,7 +121,9 @@ __all__ = [
     "UserClaims",
     "VerificationKey",
     "Verifier",
+    "client_fingerprint",
     "init_keys",
+    "key_binding",
     "prune_keys",
     "prune_refresh_secrets",
     "rotate_keys",

@@ -1,9 +1,11 @@
 """Access tokens: the claims they carry and the signer that issues them.
 
 Shape (RFC 9068): header ``{"alg", "kid", "typ": "at+jwt"}``; claims ``iss,
-aud, sub, role, sid, jti, iat, nbf, exp`` plus any extra claims the
-application adds, which can never replace a reserved one. A token bound to a
-DPoP key (RFC 9449) also carries ``cnf: {"jkt": <RFC 7638 thumbprint>}``.
+aud, sub, role, sid, jti, iat, nbf, exp`` and ``iat_us`` (the issue instant in
+microseconds, which user-level revocations are ordered by; ``iat`` is its whole
+seconds) plus any extra claims the application adds, which can never replace a
+reserved one. A token bound to a DPoP key (RFC 9449) also carries
+``cnf: {"jkt": <RFC 7638 thumbprint>}``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from .keyring import KeyRing
 from .settings import TokenSettings
 
 RESERVED_CLAIMS: Final = frozenset(
-    {"iss", "aud", "sub", "role", "sid", "jti", "iat", "nbf", "exp", "cnf"}
+    {"iss", "aud", "sub", "role", "sid", "jti", "iat", "iat_us", "nbf", "exp", "cnf"}
 )
+MICROS: Final = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +47,17 @@ class AccessClaims:
     kid: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     jkt: str | None = None
+    #: the issue instant in microseconds; 0 if the token did not carry ``iat_us``
+    iat_us: int = 0
+
+    @property
+    def issued_us(self) -> int:
+        """The issue instant in microseconds (``iat`` whole seconds if ``iat_us`` is absent)."""
+        return self.iat_us or self.iat * MICROS
 
     def as_dict(self) -> dict[str, Any]:
         """All claims as they stood in the token (``aud`` as a string or list)."""
+        precise = {"iat_us": self.iat_us} if self.iat_us else {}
         claims: dict[str, Any] = {
             **self.extra,
             "iss": self.iss,
@@ -58,6 +69,7 @@ class AccessClaims:
             "iat": self.iat,
             "nbf": self.nbf,
             "exp": self.exp,
+            **precise,
         }
         if self.jkt is not None:
             claims["cnf"] = {"jkt": self.jkt}
@@ -97,20 +109,23 @@ class AccessTokenSigner:
         sid: str,
         *,
         extra_claims: Mapping[str, Any] | None = None,
-        not_before: int = 0,
+        not_before_us: int = 0,
         jkt: str | None = None,
     ) -> tuple[str, AccessClaims]:
         """A signed access token and its claims.
 
-        :param not_before: the user's revocation instant; ``iat`` is never
-            earlier, so a token issued in the same second as a revocation is
-            not revoked by it (at most one second ahead, well within leeway).
+        :param not_before_us: the user's revocation instant (microseconds);
+            ``iat_us`` is never earlier, so a token issued right after a
+            revocation is not revoked by it. Revocation instants advance by one
+            microsecond past the clock at most (docs/architecture.md), so
+            ``iat`` is never ahead of the clock by more than clock skew.
         :param jkt: bind the token to this DPoP key thumbprint (``cnf.jkt``).
         :raises ValueError: if ``extra_claims`` names a reserved claim.
         """
         extra = check_extra_claims(extra_claims)
         key = self._keyring.signing_key()
-        now = max(int(self._clock()), not_before)
+        issued_us = max(int(self._clock() * MICROS), not_before_us)
+        now = issued_us // MICROS
         claims = AccessClaims(
             sub=sub,
             role=role,
@@ -124,6 +139,7 @@ class AccessTokenSigner:
             kid=key.kid,
             extra=extra,
             jkt=jkt,
+            iat_us=issued_us,
         )
         payload = json.dumps(claims.as_dict(), separators=(",", ":")).encode("utf-8")
         signing_input = key.header_b64 + b"." + b64url(payload).encode("ascii")

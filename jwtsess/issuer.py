@@ -1,33 +1,35 @@
 """Issuer: login, refresh with reuse detection, logout and friends.
 
-The issuer owns policy (lifetimes, grace, claims); the store owns state and
-makes each change atomic. A refresh is: check the refresh token's MAC (no
-store call for garbage), one store round trip to check-and-rotate, then sign.
+The issuer owns policy (lifetimes, grace, limits, claims); the store owns state
+and makes each change atomic. A refresh is: check the refresh token's MAC (no
+store call for garbage), one store round trip to check-and-rotate (reuse
+detection first, then the rate limit), then sign. Every entry point (the JSON
+route, the OAuth token endpoint, the client) goes through ``Issuer.refresh``.
 """
 
 from __future__ import annotations
 
-import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .access import AccessClaims, AccessTokenSigner, check_extra_claims
-from .audit import AuditEvent, AuditEventName, AuditHook, Auditor
-from .clock import Clock, system_clock
-from .errors import AuthError, RefreshReused, SessionNotFound, StoreUnavailable
-from .keyring import KeyRing
-from .metrics import MetricsSink
-from .mirror import RevocationMirror
-from .refresh_token import decode_refresh_token, encode_refresh_token, is_session_id, new_session_id
-from .sessions import ClientMetadata, SessionInfo, SessionPolicy, TokenPair
-from .settings import TokenSettings
-from .store.base import NewSession, SessionStore
+from .access import check_extra_claims
+from .errors import AuthError, RateLimited, RefreshReused, SessionNotFound
+from .issuer_base import MAX_USER_ID_LENGTH, IssuerBase, check_identity
+from .refresh_token import decode_refresh_token, encode_refresh_token, new_session_id
+from .sessions import (
+    MAX_BINDING_LENGTH,
+    ClientMetadata,
+    SessionGrant,
+    SessionInfo,
+    TokenPair,
+    client_fingerprint,
+)
+from .store.base import NewSession
 
-MAX_USER_ID_LENGTH = 256
-
-logger = logging.getLogger("jwtsess.issuer")
+__all__ = ["MAX_USER_ID_LENGTH", "ClaimsLoader", "Issuer", "UserClaims"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +44,13 @@ class UserClaims:
 ClaimsLoader = Callable[[str], Awaitable[UserClaims | None]]
 
 
-def _utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: no token or JSON answer could carry them
-        return False
-    return True
-
-
-def _check_identity(user_id: object, role: object) -> None:
-    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_LENGTH:
-        raise ValueError(f"user_id must be a non-empty string of at most {MAX_USER_ID_LENGTH}")
-    if not isinstance(role, str) or not role:
-        raise ValueError("role must be a non-empty string")
-    if not (_utf8(user_id) and _utf8(role)):
-        raise ValueError("user_id and role must be valid UTF-8 text")
-
-
-class Issuer:
+class Issuer(IssuerBase):
     """Opens, rotates and ends sessions.
 
     :param keyring: signs access tokens and MACs refresh tokens.
     :param settings: access-token settings (issuer, audience, lifetime, leeway).
     :param store: where sessions and the revocation feed live.
-    :param policy: session lifetimes and the refresh grace window.
+    :param policy: session lifetimes, the refresh grace window and rate limits.
     :param claims_loader: called at every refresh so role changes reach the next
         access token; returning None ends the session.
     :param audit_hook: async callable receiving every ``AuditEvent``.
@@ -78,97 +63,37 @@ class Issuer:
         (``prune`` would then drop keys or refresh secrets still in use).
     """
 
-    def __init__(
-        self,
-        keyring: KeyRing,
-        settings: TokenSettings,
-        store: SessionStore,
-        *,
-        policy: SessionPolicy | None = None,
-        claims_loader: ClaimsLoader | None = None,
-        clock: Clock = system_clock,
-        audit_hook: AuditHook | None = None,
-        mirror: RevocationMirror | None = None,
-        metrics: MetricsSink | None = None,
-    ) -> None:
-        if settings.access_ttl > keyring.manifest.max_token_ttl:
-            raise ValueError(
-                f"access_ttl {settings.access_ttl}s exceeds the keyring's max_token_ttl "
-                f"{keyring.manifest.max_token_ttl:g}s; raise it in keys/manifest.json"
-            )
-        self.policy = policy or SessionPolicy()
-        if self.policy.absolute_ttl > keyring.manifest.max_session_ttl:
-            raise ValueError(
-                f"absolute_ttl {self.policy.absolute_ttl}s exceeds the keyring's max_session_ttl "
-                f"{keyring.manifest.max_session_ttl:g}s; raise it in keys/manifest.json"
-            )
-        self.keyring = keyring
-        self.settings = settings
-        self.store = store
-        self.claims_loader = claims_loader
-        self.clock = clock
-        self.auditor = Auditor(audit_hook)
-        self.signer = AccessTokenSigner(keyring, settings, clock=clock)
-        self.mirror = mirror
-        self.metrics = metrics
-        # Long enough to outlive every access token issued before a revocation:
-        # lifetime, the verifier's leeway, and one second of iat rounding.
-        self.revocation_ttl = settings.access_ttl + settings.leeway + 1
-
-    async def _sync_mirror(self) -> None:
-        if self.mirror is None:
-            return
-        try:
-            await self.mirror.sync()
-        except StoreUnavailable:
-            # The revocation itself was committed; the mirror's feed task will
-            # deliver it once the store answers again.
-            logger.warning("mirror could not catch up after a revocation; the feed will")
-
     # -- tokens ----------------------------------------------------------------------
 
-    def _pair(
-        self,
-        session: SessionInfo,
-        role: str,
-        extra: Mapping[str, Any],
-        nbf: int,
-        outcome: str = "login",
-    ) -> TokenPair:
-        token, claims = self.signer.issue(
-            session.user_id, role, session.sid, extra_claims=extra, not_before=nbf
+    def _pair(self, grant: SessionGrant, role: str, extra: Mapping[str, Any]) -> TokenPair:
+        session = grant.session
+        token, claims = self._signer.issue(
+            session.user_id,
+            role,
+            session.sid,
+            extra_claims=extra,
+            not_before_us=grant.user_not_before_us,
         )
-        refresh = encode_refresh_token(self.keyring.refresh_secret, session.sid, session.generation)
+        refresh = encode_refresh_token(
+            self._keyring.refresh_secret, session.sid, session.generation
+        )
         return TokenPair(
             access_token=token,
             refresh_token=refresh,
-            expires_in=claims.exp - int(self.clock()),
+            expires_in=claims.exp - int(self._clock()),
             session_id=session.sid,
             claims=claims,
             refresh_expires_at=session.expires_at,
-            outcome=outcome,
+            outcome="login" if grant.outcome == "created" else grant.outcome,
         )
 
-    async def _audit(
-        self,
-        event: AuditEventName,
-        *,
-        user_id: str | None = None,
-        session_id: str | None = None,
-        metadata: ClientMetadata | None = None,
-        **details: Any,
-    ) -> None:
-        await self.auditor.emit(
-            AuditEvent(
-                event=event,
-                at=self.clock(),
-                user_id=user_id,
-                session_id=session_id,
-                ip=metadata.ip if metadata else None,
-                user_agent=metadata.user_agent if metadata else None,
-                details=details,
-            )
-        )
+    @staticmethod
+    def _binding(binding: str | None, meta: ClientMetadata) -> str:
+        if binding is None:
+            return client_fingerprint(meta.user_agent)
+        if not isinstance(binding, str) or len(binding) > MAX_BINDING_LENGTH:
+            raise ValueError(f"binding must be a string of at most {MAX_BINDING_LENGTH}")
+        return binding
 
     async def login(
         self,
@@ -177,75 +102,87 @@ class Issuer:
         *,
         extra_claims: Mapping[str, Any] | None = None,
         metadata: ClientMetadata | None = None,
+        binding: str | None = None,
     ) -> TokenPair:
         """Open a session for a user the application has authenticated.
 
+        :param binding: the client's binding (``key_binding(jkt)`` binds the
+            session to a DPoP key: every refresh must present the same one);
+            default: ``client_fingerprint`` of the user agent.
         :raises ValueError: on an empty user id or role, or bad extra claims.
         :raises StoreUnavailable: the store could not be reached; no session exists.
         """
-        _check_identity(user_id, role)
+        check_identity(user_id, role)
         extra = check_extra_claims(extra_claims)
         meta = (metadata or ClientMetadata()).bounded()
         sid = new_session_id(user_id)
-        now = self.clock()
-        nbf = await self.store.create(
-            NewSession(sid, user_id, role, extra, meta),
-            now=now,
-            absolute_ttl=self.policy.absolute_ttl,
-            idle_ttl=self.policy.idle_ttl,
+        grant = await self._store.create(
+            NewSession(sid, user_id, role, extra, meta, self._binding(binding, meta)),
+            now=self._clock(),
+            absolute_ttl=self._policy.absolute_ttl,
+            idle_ttl=self._policy.idle_ttl,
         )
-        session = SessionInfo(
-            sid=sid,
-            user_id=user_id,
-            role=role,
-            extra_claims=extra,
-            generation=0,
-            created_at=now,
-            last_used_at=now,
-            expires_at=now + min(self.policy.absolute_ttl, self.policy.idle_ttl),
-            absolute_expires_at=now + self.policy.absolute_ttl,
-            user_agent=meta.user_agent,
-            ip=meta.ip,
-        )
-        pair = self._pair(session, role, extra, nbf)
+        pair = self._pair(grant, role, extra)
         await self._audit("login", user_id=user_id, session_id=sid, metadata=meta)
         return pair
 
     async def refresh(
-        self, refresh_token: str, metadata: ClientMetadata | None = None
+        self,
+        refresh_token: str,
+        metadata: ClientMetadata | None = None,
+        *,
+        binding: str | None = None,
     ) -> TokenPair:
-        """Rotate a refresh token and issue a fresh pair.
+        """Rotate a refresh token and issue a fresh pair: the one refresh path.
 
+        Reuse detection comes first and nothing switches it off: a stale token
+        revokes its session whatever the limits say. Then the limits
+        (``SessionPolicy.refresh_limit`` per session, in the store;
+        ``address_refresh_limit`` per ``metadata.ip``, in this process).
+
+        :param binding: who is asking: ``key_binding(jkt)`` for a DPoP-bound
+            client, else ``client_fingerprint(...)``; default: the fingerprint of
+            ``metadata.user_agent``. A grace answer goes only to the binding
+            that rotated.
         :raises TokenMalformed: not a refresh token of ours (no store call).
-        :raises TokenInvalid: a refresh token of ours whose MAC does not verify (no store call).
+        :raises TokenInvalid: a refresh token of ours whose MAC does not verify (no
+            store call), or a key-bound session presented by another binding.
         :raises SessionNotFound: the session ended, expired, or its user is gone.
         :raises RefreshReused: theft; the session has been revoked.
+        :raises RateLimited: too many refreshes (``retry_after``); nothing changed.
         :raises StoreUnavailable: nothing was rotated; retrying with the same token is safe.
         """
-        if self.metrics is None:
-            return await self._refresh(refresh_token, metadata)
+        if self._metrics is None:
+            return await self._refresh(refresh_token, metadata, binding)
         start = time.perf_counter()
         try:
-            pair = await self._refresh(refresh_token, metadata)
+            pair = await self._refresh(refresh_token, metadata, binding)
         except AuthError as error:
-            self.metrics.refreshed(error.code, time.perf_counter() - start)
+            self._metrics.refreshed(error.code, time.perf_counter() - start)
             raise
-        self.metrics.refreshed(pair.outcome, time.perf_counter() - start)
+        self._metrics.refreshed(pair.outcome, time.perf_counter() - start)
         return pair
 
-    async def _refresh(self, refresh_token: str, metadata: ClientMetadata | None) -> TokenPair:
-        ref = decode_refresh_token(self.keyring, refresh_token)  # any listed secret
+    async def _refresh(
+        self, refresh_token: str, metadata: ClientMetadata | None, binding: str | None
+    ) -> TokenPair:
+        ref = decode_refresh_token(self._keyring, refresh_token)  # any listed secret
         meta = (metadata or ClientMetadata()).bounded()
+        now = self._clock()
+        addresses = self._addresses
         try:
-            rotation = await self.store.rotate(
+            grant = await self._store.rotate(
                 ref.sid,
                 ref.gen,
-                now=self.clock(),
-                grace=self.policy.grace,
+                now=now,
+                policy=self._policy,
                 metadata=meta,
-                revocation_ttl=self.revocation_ttl,
+                revocation_ttl=self._revocation_ttl,
+                binding=self._binding(binding, meta),
+                address_retry_after=addresses.retry_after(meta.ip, now) if addresses else 0.0,
             )
         except RefreshReused as exc:
+            await self._sync_mirror()
             await self._audit(
                 "reuse_detected",
                 user_id=exc.user_id,
@@ -253,35 +190,37 @@ class Issuer:
                 metadata=meta,
                 generation=ref.gen,
             )
-            await self._sync_mirror()
             raise
-        session = rotation.session
+        if addresses is not None:
+            addresses.count(meta.ip, now)
+        session = grant.session
         role, extra = session.role, session.extra_claims
-        if self.claims_loader is not None:
-            loaded = await self.claims_loader(session.user_id)
+        if self._claims_loader is not None:
+            loaded = await self._claims_loader(session.user_id)
             if loaded is None:
-                await self.store.revoke_session(
-                    session.sid, now=self.clock(), revocation_ttl=self.revocation_ttl
-                )
-                await self._sync_mirror()
-                await self._audit(
+                await self._revoke(
+                    self._store.revoke_session(
+                        session.sid, now=self._clock(), revocation_ttl=self._revocation_ttl
+                    ),
                     "session_revoked",
-                    user_id=session.user_id,
-                    session_id=session.sid,
-                    metadata=meta,
-                    reason="user_gone",
+                    lambda _: {
+                        "user_id": session.user_id,
+                        "session_id": session.sid,
+                        "reason": "user_gone",
+                    },
+                    meta,
                 )
                 raise SessionNotFound()
-            _check_identity(session.user_id, loaded.role)
+            check_identity(session.user_id, loaded.role)
             new_extra = check_extra_claims(loaded.extra_claims)
             if (loaded.role, new_extra) != (role, dict(extra)):
-                await self.store.update_claims(
-                    session.sid, loaded.role, new_extra, now=self.clock()
+                await self._store.update_claims(
+                    session.sid, loaded.role, new_extra, now=self._clock()
                 )
                 role, extra = loaded.role, new_extra
-        pair = self._pair(session, role, extra, rotation.user_not_before, rotation.outcome)
+        pair = self._pair(grant, role, extra)
         await self._audit(
-            "refresh" if rotation.outcome == "rotated" else "refresh_grace",
+            "refresh" if grant.outcome == "rotated" else "refresh_grace",
             user_id=session.user_id,
             session_id=session.sid,
             metadata=meta,
@@ -289,102 +228,35 @@ class Issuer:
         )
         return pair
 
-    # -- ending sessions ---------------------------------------------------------------
+    # -- operations on a presented refresh token (the OAuth endpoints) ------------------
 
-    async def logout(self, sid: str, *, metadata: ClientMetadata | None = None) -> bool:
-        """End one session and revoke its access tokens. False if it was not live."""
-        if not is_session_id(sid):
-            return False
-        ended = await self.store.revoke_session(
-            sid, now=self.clock(), revocation_ttl=self.revocation_ttl
-        )
-        await self._sync_mirror()
-        await self._audit(
-            "logout", user_id=ended.user_id if ended else None, session_id=sid, metadata=metadata
-        )
-        return ended is not None
+    async def refresh_token_session(self, refresh_token: str) -> SessionInfo | None:
+        """The live session ``refresh_token`` names, if it is the current generation.
 
-    async def revoke_session(
-        self, user_id: str, sid: str, *, metadata: ClientMetadata | None = None
+        :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
+        """
+        ref = decode_refresh_token(self._keyring, refresh_token)
+        session = await self.session(ref.sid)
+        return session if session is not None and session.generation == ref.gen else None
+
+    async def revoke_refresh_token(
+        self, refresh_token: str, *, metadata: ClientMetadata | None = None
     ) -> bool:
-        """End ``sid`` if, and only if, it belongs to ``user_id`` (a user revoking a device)."""
-        if not is_session_id(sid):
-            return False
-        session = await self.store.get(sid, now=self.clock())
-        if session is None or session.user_id != user_id:
-            return False
-        await self.store.revoke_session(sid, now=self.clock(), revocation_ttl=self.revocation_ttl)
-        await self._sync_mirror()
-        await self._audit("session_revoked", user_id=user_id, session_id=sid, metadata=metadata)
-        return True
+        """End the session ``refresh_token`` names (RFC 7009). False if it was not live.
 
-    async def logout_others(self, sid: str, *, metadata: ClientMetadata | None = None) -> list[str]:
-        """End every other session of ``sid``'s user. Returns the ended sids.
-
-        :raises SessionNotFound: ``sid`` itself is not live.
+        :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
         """
-        if not is_session_id(sid):
-            raise SessionNotFound()
-        ended = await self.store.revoke_other_sessions(
-            sid, now=self.clock(), revocation_ttl=self.revocation_ttl
-        )
-        await self._sync_mirror()
-        await self._audit("logout_others", session_id=sid, metadata=metadata, ended=len(ended))
-        return ended
+        ref = decode_refresh_token(self._keyring, refresh_token)
+        return await self.logout(ref.sid, metadata=metadata)
 
-    async def logout_everywhere(
-        self, user_id: str, *, metadata: ClientMetadata | None = None
-    ) -> list[str]:
-        """End every session of the user and revoke every access token issued so far."""
-        ended = await self.store.revoke_user(
-            user_id, now=self.clock(), revocation_ttl=self.revocation_ttl, end_sessions=True
-        )
-        await self._sync_mirror()
-        await self._audit("logout_all", user_id=user_id, metadata=metadata, ended=len(ended))
-        return ended
+    async def rate_limit(self, bucket: str, *, limit: int, window: float) -> None:
+        """Count one request in ``bucket`` (fixed windows in the store, shared by every
+        process).
 
-    async def reissue(
-        self,
-        user_id: str,
-        *,
-        role: str | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Revoke the user's access tokens but keep the sessions.
-
-        The next refresh issues tokens with the new ``role``/``extra_claims``
-        (when given, they replace the claims stored with every session).
+        :raises RateLimited: over ``limit`` in the current window (``retry_after`` set).
         """
-        if role is not None:
-            _check_identity(user_id, role)
-        extra = check_extra_claims(extra_claims) if extra_claims is not None else None
-        await self.store.revoke_user(
-            user_id,
-            now=self.clock(),
-            revocation_ttl=self.revocation_ttl,
-            end_sessions=False,
-            role=role,
-            extra_claims=extra,
+        retry = await self._store.hit_rate_limit(
+            [bucket], now=self._clock(), limit=limit, window=window
         )
-        await self._sync_mirror()
-        await self._audit("reissue", user_id=user_id, role_changed=role is not None)
-
-    async def revoke_access_token(self, claims: AccessClaims) -> None:
-        """Revoke one access token until it expires."""
-        await self.store.revoke_token(
-            claims.jti, now=self.clock(), until=claims.exp + self.settings.leeway
-        )
-        await self._sync_mirror()
-        await self._audit("token_revoked", user_id=claims.sub, session_id=claims.sid)
-
-    # -- reading -------------------------------------------------------------------------
-
-    async def sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's live sessions, oldest first."""
-        return await self.store.list_for_user(user_id, now=self.clock())
-
-    async def session(self, sid: str) -> SessionInfo | None:
-        """One live session, or None."""
-        if not is_session_id(sid):
-            return None
-        return await self.store.get(sid, now=self.clock())
+        if retry > 0:
+            raise RateLimited(retry_after=max(1, math.ceil(retry)))

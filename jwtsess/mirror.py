@@ -90,7 +90,7 @@ class RevocationMirror:
         self._sweep_interval = sweep_interval
         self._clock = clock
         self._monotonic = monotonic
-        # subject -> until (epoch seconds); user -> (not_before, until)
+        # subject -> until (epoch seconds); user -> (not-before in microseconds, until)
         self._denied_tokens: dict[str, float] = {}
         self._denied_sessions: dict[str, float] = {}
         self._user_not_before: dict[str, tuple[int, float]] = {}
@@ -134,7 +134,7 @@ class RevocationMirror:
             raise TokenRevoked()
         if self._user_not_before:
             user = self._user_not_before.get(claims.sub)
-            if user is not None and claims.iat < user[0]:
+            if user is not None and claims.issued_us < user[0]:
                 raise TokenRevoked()
 
     def _stale(self) -> None:
@@ -224,7 +224,7 @@ class RevocationMirror:
             else:
                 old = self._user_not_before.get(entry.subject, (0, 0.0))
                 self._user_not_before[entry.subject] = (
-                    max(old[0], entry.not_before),
+                    max(old[0], entry.not_before_us),
                     max(old[1], entry.until),
                 )
             applied.append(entry)

@@ -30,7 +30,7 @@ import json
 import math
 from typing import Any, Final, Protocol
 
-from .access import RESERVED_CLAIMS, AccessClaims
+from .access import MICROS, RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
 from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
 from .jwk import is_low_s
@@ -316,6 +316,10 @@ class Verifier:
                 raise TokenInvalid("The token's audience is not accepted.")
         elif aud != settings.audience:
             raise TokenInvalid("The token's audience is not accepted.")
+        iat_us = claims.get("iat_us", 0)
+        # Optional (tokens of other issuers lack it); when present it must agree with iat.
+        if "iat_us" in claims and (type(iat_us) is not int or iat_us // MICROS != iat):
+            raise TokenInvalid("The token's iat_us does not match its iat.")
         result = AccessClaims(
             sub=_string_claim(claims, "sub"),
             role=_string_claim(claims, "role"),
@@ -329,6 +333,7 @@ class Verifier:
             kid=kid,
             extra={k: v for k, v in claims.items() if k not in RESERVED_CLAIMS},
             jkt=_confirmation(claims),
+            iat_us=iat_us,
         )
         now = self._clock()
         if exp + settings.leeway <= now:

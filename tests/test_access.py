@@ -44,6 +44,7 @@ def test_claims_have_rfc9068_shape(make_kit: Callable[..., TokenKit]) -> None:
         "iat": int(T0),
         "nbf": int(T0),
         "exp": int(T0) + 900,
+        "iat_us": int(T0) * 1_000_000,  # the issue instant user revocations are ordered by
     }
     assert claims.as_dict() == payload
 
@@ -56,7 +57,9 @@ def test_jti_carries_at_least_128_random_bits(make_kit: Callable[..., TokenKit])
     assert len(base64.urlsafe_b64decode(sample + "=" * (-len(sample) % 4))) >= 16
 
 
-@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "role", "sid", "jti", "iat", "nbf", "exp"])
+@pytest.mark.parametrize(
+    "claim", ["iss", "aud", "sub", "role", "sid", "jti", "iat", "iat_us", "nbf", "exp"]
+)
 def test_extra_claims_cannot_override_reserved(
     make_kit: Callable[..., TokenKit], claim: str
 ) -> None:

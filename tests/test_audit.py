@@ -53,7 +53,7 @@ async def test_the_line_carries_event_user_session_and_address(
     audit_log.truncate()  # the key_created line of the test's key directory
     meta = ClientMetadata(user_agent="curl/8.5.0", ip="198.51.100.7")
     pair = await env.issuer.login("alice", "user", metadata=meta)
-    await env.issuer.logout_everywhere("alice", metadata=meta)
+    await env.issuer.logout_all("alice", metadata=meta)
     lines = audit_log.getvalue().splitlines()
     assert lines[0] == (
         f"INFO jwtsess.audit: login user=alice session={pair.session_id} ip=198.51.100.7"

@@ -173,21 +173,29 @@ async def test_logout_others_and_everywhere(make_issuer: MakeIssuer) -> None:
     assert [s.sid for s in await env.issuer.sessions("alice")] == [here.session_id]
     with pytest.raises(SessionNotFound):
         await env.issuer.logout_others(new_session_id("ghost"))
-    assert await env.issuer.logout_everywhere("alice") == [here.session_id]
+    assert await env.issuer.logout_all("alice") == [here.session_id]
     assert await env.issuer.sessions("alice") == []
     assert [s.sid for s in await env.issuer.sessions("bob")] == [bob.session_id]
 
 
-async def test_login_right_after_logout_everywhere_is_not_revoked(
+async def test_login_right_after_logout_all_is_not_revoked(
     make_issuer: MakeIssuer,
 ) -> None:
     env = make_issuer()
     env.clock.advance(0.3)
-    await env.issuer.logout_everywhere("alice")
-    pair = await env.issuer.login("alice", "user")  # same second as the revocation
+    await env.issuer.logout_all("alice")
+    pair = await env.issuer.login("alice", "user")  # same instant as the revocation
     feed = await env.store.feed_snapshot(now=env.clock())
     (user_entry,) = [r for r in feed.entries if r.kind == "user"]
-    assert pair.claims.iat >= user_entry.not_before
+    assert pair.claims.issued_us >= user_entry.not_before_us
+    assert pair.claims.iat == int(env.clock())  # not a second ahead
+
+
+async def test_logout_everywhere_is_a_deprecated_alias(make_issuer: MakeIssuer) -> None:
+    env = make_issuer()
+    pair = await env.issuer.login("alice", "user")
+    with pytest.warns(DeprecationWarning, match="logout_all"):
+        assert await env.issuer.logout_everywhere("alice") == [pair.session_id]
 
 
 async def test_revoke_session_only_for_its_owner(make_issuer: MakeIssuer) -> None:
@@ -208,7 +216,7 @@ async def test_reissue_changes_role_on_next_refresh(make_issuer: MakeIssuer) -> 
     assert claims.role == "admin"
     feed = await env.store.feed_snapshot(now=env.clock())
     (entry,) = [r for r in feed.entries if r.kind == "user"]
-    assert pair.claims.iat < entry.not_before <= claims.iat  # old revoked, new not
+    assert pair.claims.issued_us < entry.not_before_us <= claims.issued_us  # old revoked, new not
 
 
 async def test_revoke_access_token(make_issuer: MakeIssuer) -> None:

@@ -56,7 +56,7 @@ def closed_with(ws: object, reason: str) -> None:
     assert (closed.value.code, closed.value.reason) == (1008, reason)
 
 
-@pytest.mark.parametrize("how", ["logout", "logout_everywhere", "reissue", "revoke_token"])
+@pytest.mark.parametrize("how", ["logout", "logout_all", "reissue", "revoke_token"])
 def test_a_revocation_closes_the_open_websocket(
     jwtsess: JWTSessKit, live: LiveConnections, how: str
 ) -> None:
@@ -72,8 +72,8 @@ def test_a_revocation_closes_the_open_websocket(
         assert len(live) == 2
         if how == "logout":
             jwtsess.run(jwtsess.issuer.logout(pair.session_id))
-        elif how == "logout_everywhere":
-            jwtsess.run(jwtsess.issuer.logout_everywhere("alice"))
+        elif how == "logout_all":
+            jwtsess.run(jwtsess.issuer.logout_all("alice"))
         elif how == "reissue":
             jwtsess.run(jwtsess.issuer.reissue("alice"))
         else:

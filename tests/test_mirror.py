@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from jwtsess import RevocationStateStale, TokenRevoked, Verifier
+from jwtsess.access import MICROS as US
 from jwtsess.access import AccessClaims
 from jwtsess.issuer import Issuer
 from jwtsess.mirror import RevocationMirror, StalenessPolicy
@@ -54,7 +55,7 @@ def test_each_kind_is_enforced(mirror: RevocationMirror) -> None:
         [
             Revocation("jti", "bad-jti", T0 + 100),
             Revocation("sid", "bad-sid", T0 + 100),
-            Revocation("user", "mallory", T0 + 100, not_before=int(T0) + 1),
+            Revocation("user", "mallory", T0 + 100, not_before_us=(int(T0) + 1) * US),
         ]
     )
     mirror.check(claims())
@@ -68,8 +69,8 @@ def test_each_kind_is_enforced(mirror: RevocationMirror) -> None:
 def test_latest_not_before_wins_and_apply_is_idempotent(
     mirror: RevocationMirror, clock: MutableClock
 ) -> None:
-    entry = Revocation("user", "u", T0 + 100, not_before=int(T0) + 5)
-    mirror.apply([entry, Revocation("user", "u", T0 + 50, not_before=int(T0) + 2), entry])
+    entry = Revocation("user", "u", T0 + 100, not_before_us=(int(T0) + 5) * US)
+    mirror.apply([entry, Revocation("user", "u", T0 + 50, not_before_us=(int(T0) + 2) * US), entry])
     assert len(mirror) == 1
     with pytest.raises(TokenRevoked):
         mirror.check(claims(sub="u", iat=int(T0) + 4))
@@ -249,13 +250,13 @@ async def test_logout_is_enforced_before_it_returns(
     assert verifier.verify(other.access_token).sid == other.session_id
 
 
-async def test_logout_everywhere_and_fresh_login(
+async def test_logout_all_and_fresh_login(
     make_kit: Callable[..., TokenKit], store: SessionStore
 ) -> None:
     _kit, issuer, verifier, _ = await _setup(make_kit, store)
     old = [await issuer.login("alice", "user") for _ in range(3)]
     bob = await issuer.login("bob", "user")
-    await issuer.logout_everywhere("alice")
+    await issuer.logout_all("alice")
     for pair in old:
         with pytest.raises(TokenRevoked):
             verifier.verify(pair.access_token)
@@ -331,7 +332,7 @@ async def test_feed_and_mirror_shrink_under_frozen_time(
     for _ in range(5):
         await issuer.logout((await issuer.login("alice", "user")).session_id)
     kit.clock.advance(500)
-    await issuer.logout_everywhere("bob")
+    await issuer.logout_all("bob")
     assert len(mirror) == 6
     assert await store.trim_feed(now=kit.clock()) == 6
     kit.clock.advance(issuer.revocation_ttl - 499)  # the five logouts' tokens have expired

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from jwtsess import RevocationMirror, TokenRevoked
-from jwtsess.web import OAuthConfig, OAuthEndpoints, WebConfig
+from jwtsess import RevocationMirror, SessionPolicy, TokenRevoked
+from jwtsess.web import OAuthConfig, OAuthEndpoints
 from tests.support.web_app import INTROSPECTION_CLIENT, MakeWeb, WebApp, bearer
 
 TOKEN = "/auth/token"
@@ -207,7 +207,7 @@ async def test_rfc6749_5_2_client_authentication_by_header_gets_401_with_its_sch
 async def test_rate_limit_is_shared_with_the_json_route_429_with_retry_after(
     make_web: MakeWeb,
 ) -> None:
-    web = await make_web(config=WebConfig(refresh_limit=2, refresh_window=60))
+    web = await make_web(policy=SessionPolicy(refresh_limit=2, refresh_window=60))
     pair = await web.login()
     client = web.client()
     first = await client.post("/auth/refresh", json={"refresh_token": pair.refresh_token})

@@ -180,7 +180,7 @@ def feed_server(request: pytest.FixtureRequest) -> tuple[str, bool]:
     return server.url, False
 
 
-async def test_logout_everywhere_reaches_another_process(
+async def test_logout_all_reaches_another_process(
     feed_server: tuple[str, bool],
     make_kit: Callable[..., TokenKit],
     clock: MutableClock,
@@ -205,7 +205,7 @@ async def test_logout_everywhere_reaches_another_process(
                 await peer.send(f"token {user} {pair.access_token}")
                 assert await peer.read() == f"ok {user}"
                 t0 = time.monotonic()
-                await issuer.logout_everywhere(user)
+                await issuer.logout_all(user)
                 word, who, at = (await peer.read()).split()
                 assert (word, who) == ("revoked", user)
                 latencies.append(float(at) - t0)
@@ -221,7 +221,7 @@ async def test_logout_everywhere_reaches_another_process(
         print(
             f"\npropagation ({'cluster' if cluster else 'one Redis'}): "
             f"p50={p50 * 1000:.2f} ms p99={p99 * 1000:.2f} ms "
-            f"max={max(latencies) * 1000:.2f} ms over {TRIALS} logout_everywhere "
+            f"max={max(latencies) * 1000:.2f} ms over {TRIALS} logout_all "
             "(issuer process -> Redis stream -> peer process refuses the token; target 50 ms)"
         )
     assert p99 < 1.0  # a sanity bound only; the 50 ms target is reported above
@@ -361,7 +361,7 @@ async def test_cut_off_mirror_resumes_and_enforces_what_it_missed(
 
         proxy.cut()
         assert await proxy.wait_for_refusal(READ_TIMEOUT)  # B tried to reconnect and failed
-        assert sorted(await issuer.logout_everywhere("alice")) == sorted(
+        assert sorted(await issuer.logout_all("alice")) == sorted(
             [alice_1.session_id, alice_2.session_id]
         )
         assert await issuer.logout(bob.session_id)
@@ -418,7 +418,7 @@ async def test_cut_off_mirror_reloads_when_the_feed_was_trimmed_meanwhile(
         assert await issuer.logout(dave.session_id)  # entry lives until now + 63
         clock.advance(30)
         erin = await issuer.login("erin", "user")
-        await issuer.logout_everywhere("erin")  # user ~now + 64, her session now + 63
+        await issuer.logout_all("erin")  # user ~now + 64, her session now + 63
         clock.advance(35)  # dave's entry is dead, erin's two are live
         assert await store_a.trim_feed(now=clock()) == 2  # B never saw dave's entry
         with fresh_redis.client() as admin:
@@ -465,11 +465,11 @@ async def test_feed_and_mirror_shrink_as_revocations_expire(
             pair = await issuer.login(f"user-{i}", "user")
             pairs.append(pair)
             if i % 2:
-                await issuer.logout_everywhere(f"user-{i}")
+                await issuer.logout_all(f"user-{i}")
             else:
                 await issuer.logout(pair.session_id)
             clock.advance(10)
-        # A session entry for each i; logout_everywhere adds a user entry for odd i.
+        # A session entry for each i; logout_all adds a user entry for odd i.
         # until: t0+63 | t0+73, t0+74 | t0+83 | t0+93, t0+94 | t0+103 | t0+113, t0+114
         assert xlen() == len(mirror) == 9
 
@@ -489,7 +489,7 @@ async def test_feed_and_mirror_shrink_as_revocations_expire(
                 assert await mirror.wait_for_progress(READ_TIMEOUT)
             assert len(mirror) == left
             assert xlen() == 6
-        await issuer.logout_everywhere("someone")  # the script trims as it appends
+        await issuer.logout_all("someone")  # the script trims as it appends
         assert xlen() == 1
         assert mirror.healthy
     finally:

@@ -57,7 +57,7 @@ async def test_the_reader_loads_follows_trims_and_survives_a_restart(
 
             # Follows: a logout-all made by the issuer reaches it.
             bob = await issuer.login("bob", "user")
-            await issuer.logout_everywhere("bob")
+            await issuer.logout_all("bob")
             await until(mirror, "user", "bob")
             with pytest.raises(TokenRevoked):
                 verifier.verify(bob.access_token)

@@ -71,7 +71,7 @@ async def test_real_entries_match_the_documented_format(
     await issuer.revoke_access_token(pair.claims)  # jti
     await issuer.logout(pair.session_id)  # sid
     other = await issuer.login("bob", "user")
-    await issuer.logout_everywhere("bob")  # user (+ sid of the session it ends)
+    await issuer.logout_all("bob")  # user (+ sid of the session it ends)
     with redis_server.client() as admin:
         entries = admin.xrange("js:feed")
         assert admin.type("js:feed") == "stream"

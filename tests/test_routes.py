@@ -404,7 +404,7 @@ async def test_cookie_refresh_after_the_access_token_was_revoked(web: WebApp) ->
 async def test_cookie_login_over_a_stale_access_cookie_keeps_the_new_one(web: WebApp) -> None:
     client = await web.cookie_client("alice")
     web.clock.advance(1)
-    await web.issuer.logout_everywhere("alice")  # from another device
+    await web.issuer.logout_all("alice")  # from another device
     response = await client.post("/auth/login", json={"user_id": "alice", "cookie": True})
     assert response.status_code == 200
     access = set_cookies(response)["__Host-jwtsess-access"]
@@ -484,7 +484,7 @@ async def test_plain_http_cookies_have_no_prefix_and_no_secure(make_web: MakeWeb
 
 
 async def test_refresh_is_rate_limited_per_session(make_web: MakeWeb) -> None:
-    web = await make_web(config=WebConfig(refresh_limit=2, refresh_window=60))
+    web = await make_web(policy=SessionPolicy(refresh_limit=2, refresh_window=60))
     pair = await web.login()
     web.clock.advance(5)
     token = pair.refresh_token
@@ -503,7 +503,9 @@ async def test_refresh_is_rate_limited_per_session(make_web: MakeWeb) -> None:
 
 
 async def test_refresh_is_rate_limited_per_client_address(make_web: MakeWeb) -> None:
-    web = await make_web(config=WebConfig(refresh_limit=2, refresh_window=30))
+    web = await make_web(
+        policy=SessionPolicy(refresh_limit=2, refresh_window=30, address_refresh_limit=2)
+    )
     pairs = [await web.login(f"user-{i}") for i in range(4)]
     client = web.client(ip="192.0.2.7")
     for pair in pairs[:2]:
@@ -518,7 +520,7 @@ async def test_refresh_is_rate_limited_per_client_address(make_web: MakeWeb) -> 
 
 
 async def test_cookie_refresh_is_rate_limited_too(make_web: MakeWeb) -> None:
-    web = await make_web(config=WebConfig(refresh_limit=1))
+    web = await make_web(policy=SessionPolicy(refresh_limit=1))
     client = await web.cookie_client()
     assert (await client.post("/auth/refresh", headers=web.csrf(client))).status_code == 200
     response = await client.post("/auth/refresh", headers=web.csrf(client))
@@ -528,7 +530,7 @@ async def test_cookie_refresh_is_rate_limited_too(make_web: MakeWeb) -> None:
 
 
 async def test_garbage_refresh_tokens_do_not_count(make_web: MakeWeb) -> None:
-    web = await make_web(config=WebConfig(refresh_limit=1))
+    web = await make_web(policy=SessionPolicy(refresh_limit=1, address_refresh_limit=1))
     client = web.client()
     for _ in range(3):
         assert (await refresh(client, "garbage")).status_code == 401

@@ -1,7 +1,14 @@
-"""Attacks on the session logic (issue 12): one named test per attack."""
+"""Attacks on the session logic (issue 12): one named test per attack.
+
+Each reproduces a flaw a black-box review found and failed on the code before
+its fix. The refresh, revocation and grace-window attacks (points 1-4) run on
+MemoryStore, one Redis and the 3-master cluster (the ``store`` fixture behind
+``make_web``), with the clock frozen and moved by hand.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -12,7 +19,8 @@ from examples.app import DemoConfig, create_app
 from jwtsess import KeyRing, SessionPolicy, TokenInvalid
 from jwtsess.refresh_secrets import prune_refresh_secrets, rotate_refresh_secret
 from jwtsess.refresh_token import RefreshSecret, decode_refresh_token, encode_refresh_token
-from tests.support.web_app import MakeWeb, WebApp
+from tests.support.kit import T0
+from tests.support.web_app import USER_AGENT, MakeWeb, WebApp, bearer
 
 ATTACKER = ("203.0.113.9", 40000)
 OWNER = ("198.51.100.7", 50000)
@@ -216,3 +224,136 @@ async def test_password_guessing_on_the_fastapi_demo_login_is_throttled(tmp_path
             right = {"username": "alice", "password": "alice-demo-password"}
             assert (await attacker.post("/auth/login", json=right)).status_code == 429
             assert (await owner.post("/auth/login", json=right)).status_code == 200
+
+
+# -- points 1-4: refresh, revocation and the grace window --------------------------------
+
+MICROS = 1_000_000
+THIEF_IP, THIEF_UA = "198.51.100.66", "curl/8.9.1"
+NAT_IP = "192.0.2.44"  # one address shared by many users (NAT, a proxy without forwarded headers)
+
+
+def thief(web: WebApp) -> httpx.AsyncClient:
+    client = web.client(ip=THIEF_IP)
+    client.headers["user-agent"] = THIEF_UA
+    return client
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post("/auth/refresh", json={"refresh_token": token})
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code, response.text
+
+
+async def me(web: WebApp, access_token: str) -> httpx.Response:
+    return await web.client().get("/me", headers=bearer(access_token))
+
+
+async def test_rate_limiter_cannot_hide_refresh_token_theft(make_web: MakeWeb) -> None:
+    """Point 1: a thief spends the session's refresh budget, then the victim's stale
+    token comes back. Before: 429 (and jwtsess.client retries 429 forever), the theft
+    never detected. Now: reuse is decided before any limit."""
+    web = await make_web()  # default limits: 30 refreshes per session per 60 s
+    assert T0 % 60 == 0  # alice logs in as a window starts
+    alice = await web.login("alice")
+    stolen, crook = alice.refresh_token, thief(web)
+    for _ in range(30):  # RT0 -> ... -> RT30, all answered
+        response = await refresh(crook, stolen)
+        assert response.status_code == 200, response.text
+        stolen, thief_access = response.json()["refresh_token"], response.json()["access_token"]
+    assert_error(await refresh(crook, stolen), 429, "rate_limited")  # the budget is spent
+
+    web.clock.advance(15)
+    victim = await refresh(web.client(), alice.refresh_token)
+    assert_error(victim, 401, "refresh_reused")  # not 429: the theft is detected
+    assert_error(await me(web, thief_access), 401, "token_revoked")  # the thief is out
+    assert_error(await refresh(crook, stolen), 401, "session_not_found")
+
+
+async def test_dead_session_refreshes_cannot_exhaust_an_address(make_web: MakeWeb) -> None:
+    """Point 2: refreshes with a dead session's token from one address used to spend
+    that address's budget, so everyone behind the same NAT got 429."""
+    web = await make_web()
+    bob = await web.login("bob", ip=NAT_IP)
+    await web.issuer.logout(bob.session_id)
+    alice = await web.login("alice", ip=NAT_IP)
+    client = web.client(ip=NAT_IP)
+    for _ in range(35):
+        assert_error(await refresh(client, bob.refresh_token), 401, "session_not_found")
+    response = await refresh(client, alice.refresh_token)
+    assert response.status_code == 200, response.text
+
+
+async def test_logout_all_storm_cannot_lock_out_fresh_logins(make_web: MakeWeb) -> None:
+    """Point 3a: each logout-all pushed the user's not-before a whole second ahead, so
+    40 concurrent ones (or 12 in a row, or reissue in a loop) made every fresh
+    login's token "issued in the future" for ~30 s."""
+    web = await make_web()
+    victim = await web.login("alice")
+    client = web.client()
+    answers = await asyncio.gather(
+        *(client.post("/auth/logout-all", headers=bearer(victim.access_token)) for _ in range(40))
+    )
+    assert all(a.status_code in (200, 401) for a in answers), [a.text for a in answers]
+    fresh = await web.login("alice")
+    response = await me(web, fresh.access_token)
+    assert response.status_code == 200, response.text
+
+    for _ in range(12):  # one logout-all after another, within a second
+        pair = await web.login("alice")
+        response = await client.post("/auth/logout-all", headers=bearer(pair.access_token))
+        assert response.status_code == 200, response.text
+    for _ in range(12):  # an admin script calling reissue in a loop
+        await web.issuer.reissue("alice")
+    fresh = await web.login("alice")
+    response = await me(web, fresh.access_token)
+    assert response.status_code == 200, response.text
+    assert fresh.claims.iat == int(web.clock())  # not a second ahead, let alone 24
+    feed = await web.store.feed_snapshot(now=web.clock())
+    newest = max(r.not_before_us for r in feed.entries if r.kind == "user")
+    assert newest - web.clock() * MICROS < 1000  # microseconds past the clock, not seconds
+
+
+async def test_logged_out_token_never_comes_back(make_web: MakeWeb) -> None:
+    """Point 3b: after quick login + logout-all cycles a new token's iat ran ~9 s ahead,
+    outliving its session's revocation: the logged-out token answered 200 again at
+    +911 s until it expired."""
+    web = await make_web()
+    client = web.client()
+    for _ in range(10):
+        pair = await web.login("alice")
+        response = await client.post("/auth/logout-all", headers=bearer(pair.access_token))
+        assert response.status_code == 200, response.text
+    pair = await web.login("alice")
+    response = await client.post("/auth/logout", headers=bearer(pair.access_token))
+    assert response.status_code == 200, response.text
+    start = web.clock()
+    for offset in [0, 60, 300, 600, 899, *range(900, 931)]:
+        web.clock.now = start + offset
+        web.mirror.sweep()  # what the follower task does every few seconds
+        response = await me(web, pair.access_token)
+        assert response.status_code == 401, f"+{offset} s: {response.text}"
+
+
+async def test_grace_window_replay_from_another_client_is_theft(make_web: MakeWeb) -> None:
+    """Point 4: inside the grace window anyone presenting the previous refresh token
+    got the current one and took the chain over silently."""
+    web = await make_web()
+    bob = await web.login("bob")
+    client = web.client()
+    first = await refresh(client, bob.refresh_token)
+    assert first.status_code == 200, first.text
+    web.clock.advance(1)
+    retried = await refresh(client, bob.refresh_token)  # bob's answer was lost: retried
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["refresh_token"] == first.json()["refresh_token"]
+
+    web.clock.advance(1)
+    replay = await refresh(thief(web), bob.refresh_token)  # another address and User-Agent
+    assert_error(replay, 401, "refresh_reused")  # never a working refresh token
+    assert_error(await refresh(client, first.json()["refresh_token"]), 401, "session_not_found")
+    assert_error(await me(web, first.json()["access_token"]), 401, "token_revoked")
+    assert USER_AGENT != THIEF_UA

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jwtsess import RefreshReused, SessionNotFound
+from jwtsess import RateLimited, RefreshReused, SessionNotFound, TokenInvalid
 from jwtsess.refresh_token import new_session_id
-from jwtsess.sessions import ClientMetadata
+from jwtsess.sessions import ClientMetadata, SessionGrant, SessionPolicy, key_binding
 from jwtsess.store.base import NewSession, Revocation, SessionStore
 from tests.support.kit import T0
 
@@ -15,12 +15,20 @@ ABS, IDLE, GRACE, RTTL = 30 * DAY, 7 * DAY, 10.0, 911.0
 META = ClientMetadata(user_agent="Firefox/140", ip="203.0.113.7")
 
 
+US = 1_000_000  # user not-before instants are microseconds
+
+
 async def open_session(
-    store: SessionStore, user: str = "alice", *, now: float = T0, role: str = "user"
+    store: SessionStore,
+    user: str = "alice",
+    *,
+    now: float = T0,
+    role: str = "user",
+    binding: str = "",
 ) -> str:
     sid = new_session_id(user)
     await store.create(
-        NewSession(sid, user, role, {"org": "acme"}, META),
+        NewSession(sid, user, role, {"org": "acme"}, META, binding),
         now=now,
         absolute_ttl=ABS,
         idle_ttl=IDLE,
@@ -28,9 +36,26 @@ async def open_session(
     return sid
 
 
-async def rotate(store: SessionStore, sid: str, gen: int, now: float, grace: float = GRACE):  # type: ignore[no-untyped-def]
+async def rotate(
+    store: SessionStore,
+    sid: str,
+    gen: int,
+    now: float,
+    grace: float = GRACE,
+    *,
+    binding: str = "",
+    policy: SessionPolicy | None = None,
+    address_retry_after: float = 0.0,
+) -> SessionGrant:
     return await store.rotate(
-        sid, gen, now=now, grace=grace, metadata=ClientMetadata(), revocation_ttl=RTTL
+        sid,
+        gen,
+        now=now,
+        policy=policy or SessionPolicy(grace=grace, refresh_limit=1000),
+        metadata=ClientMetadata(),
+        revocation_ttl=RTTL,
+        binding=binding,
+        address_retry_after=address_retry_after,
     )
 
 
@@ -66,12 +91,15 @@ async def test_list_shows_only_the_users_live_sessions(store: SessionStore) -> N
     assert await store.list_for_user("carol", now=T0) == []
 
 
-async def test_create_returns_zero_not_before_for_a_fresh_user(store: SessionStore) -> None:
+async def test_create_returns_the_session_like_rotate(store: SessionStore) -> None:
     sid = new_session_id("u")
-    nbf = await store.create(
-        NewSession(sid, "u", "r", {}, META), now=T0, absolute_ttl=ABS, idle_ttl=IDLE
+    grant = await store.create(
+        NewSession(sid, "u", "r", {}, META, "fp:x"), now=T0, absolute_ttl=ABS, idle_ttl=IDLE
     )
-    assert nbf == 0
+    assert (grant.outcome, grant.user_not_before_us) == ("created", 0)
+    assert grant.session == await store.get(sid, now=T0)
+    assert (grant.session.generation, grant.session.binding) == (0, "fp:x")
+    assert grant.session.expires_at == T0 + IDLE
 
 
 # -- rotation --------------------------------------------------------------------------------
@@ -145,7 +173,7 @@ async def test_rotation_records_client_metadata(store: SessionStore) -> None:
         sid,
         0,
         now=T0 + 1,
-        grace=GRACE,
+        policy=SessionPolicy(),
         metadata=ClientMetadata(user_agent="Chrome/150", ip="198.51.100.1"),
         revocation_ttl=RTTL,
     )
@@ -209,11 +237,11 @@ async def test_revoking_an_ended_session_still_revokes_its_tokens(store: Session
     assert (await store.feed_snapshot(now=T0)).entries == [Revocation("sid", sid, T0 + RTTL)]
 
 
-async def test_revoke_other_sessions(store: SessionStore) -> None:
+async def test_logout_others(store: SessionStore) -> None:
     keep = await open_session(store)
     others = {await open_session(store), await open_session(store)}
     bobs = await open_session(store, "bob")
-    ended = await store.revoke_other_sessions(keep, now=T0 + 1, revocation_ttl=RTTL)
+    ended = await store.logout_others(keep, now=T0 + 1, revocation_ttl=RTTL)
     assert set(ended) == others
     assert [s.sid for s in await store.list_for_user("alice", now=T0 + 1)] == [keep]
     assert await store.get(bobs, now=T0 + 1) is not None
@@ -221,20 +249,23 @@ async def test_revoke_other_sessions(store: SessionStore) -> None:
     assert kinds == {("sid", sid) for sid in others}
 
 
-async def test_revoke_others_of_unknown_session(store: SessionStore) -> None:
+async def test_logout_others_of_unknown_session(store: SessionStore) -> None:
     with pytest.raises(SessionNotFound):
-        await store.revoke_other_sessions(new_session_id("x"), now=T0, revocation_ttl=RTTL)
+        await store.logout_others(new_session_id("x"), now=T0, revocation_ttl=RTTL)
 
 
-async def test_revoke_user_ends_every_session(store: SessionStore) -> None:
+async def test_logout_all_ends_every_session(store: SessionStore) -> None:
     sids = {await open_session(store), await open_session(store)}
     bobs = await open_session(store, "bob")
-    ended = await store.revoke_user("alice", now=T0 + 3.5, revocation_ttl=RTTL, end_sessions=True)
+    ended = await store.logout_all("alice", now=T0 + 3.5, revocation_ttl=RTTL)
+    assert ended is not None
     assert set(ended) == sids
     assert await store.list_for_user("alice", now=T0 + 4) == []
     assert await store.get(bobs, now=T0 + 4) is not None
     entries = (await store.feed_snapshot(now=T0 + 4)).entries
-    assert Revocation("user", "alice", T0 + 4 + RTTL, int(T0) + 4) in entries
+    # One microsecond past the revocation instant, not the next whole second.
+    nbf = int((T0 + 3.5) * US) + 1
+    assert Revocation("user", "alice", T0 + 3.501 + RTTL, nbf) in entries
     # ...and every ended session by id, exact whatever its tokens' iat.
     assert {(r.kind, r.subject) for r in entries if r.kind == "sid"} == {
         ("sid", sid) for sid in sids
@@ -242,46 +273,52 @@ async def test_revoke_user_ends_every_session(store: SessionStore) -> None:
     assert len(entries) == 1 + len(sids)
     # A session opened afterwards learns the not-before so its tokens are not revoked by it.
     sid = new_session_id("alice")
-    nbf = await store.create(
+    grant = await store.create(
         NewSession(sid, "alice", "user", {}, META), now=T0 + 3.9, absolute_ttl=ABS, idle_ttl=IDLE
     )
-    assert nbf == int(T0) + 4
+    assert grant.user_not_before_us == nbf
 
 
-async def test_user_not_before_is_strictly_increasing_within_a_second(
+async def test_logout_all_from_an_ended_session_is_a_no_op(store: SessionStore) -> None:
+    own = await open_session(store)
+    assert await store.logout_all("alice", now=T0 + 1, revocation_ttl=RTTL, sid=own) == [own]
+    fresh = await open_session(store, now=T0 + 2)
+    # A second logout-all from the same (ended) session: nothing moves.
+    assert await store.logout_all("alice", now=T0 + 2, revocation_ttl=RTTL, sid=own) is None
+    assert [s.sid for s in await store.list_for_user("alice", now=T0 + 3)] == [fresh]
+    users = [r for r in (await store.feed_snapshot(now=T0 + 3)).entries if r.kind == "user"]
+    assert len(users) == 1
+
+
+async def test_user_not_before_is_strictly_increasing_at_one_instant(
     store: SessionStore,
 ) -> None:
-    # A token issued between two revocations in one second carries iat == the first
-    # not-before; the second must still revoke it.
-    first = await store.revoke_user("alice", now=T0 + 0.2, revocation_ttl=RTTL, end_sessions=False)
-    second = await store.revoke_user("alice", now=T0 + 0.5, revocation_ttl=RTTL, end_sessions=False)
-    assert first == second == []
+    # A token issued between two revocations at one instant carries iat_us == the
+    # first not-before; the second must still revoke it, and many revocations at
+    # once move the not-before by microseconds, never seconds.
+    for _ in range(40):
+        await store.reissue("alice", now=T0 + 0.2, revocation_ttl=RTTL)
     users = [r for r in (await store.feed_snapshot(now=T0 + 1)).entries if r.kind == "user"]
-    assert [r.not_before for r in users] == [int(T0) + 1, int(T0) + 2]
+    base = int((T0 + 0.2) * US)
+    assert [r.not_before_us for r in users] == [base + i for i in range(1, 41)]
 
 
 async def test_reissue_keeps_sessions_and_rewrites_claims(store: SessionStore) -> None:
     sid = await open_session(store)
-    ended = await store.revoke_user(
-        "alice",
-        now=T0 + 1,
-        revocation_ttl=RTTL,
-        end_sessions=False,
-        role="admin",
-        extra_claims={"org": "beta"},
+    await store.reissue(
+        "alice", now=T0 + 1, revocation_ttl=RTTL, role="admin", extra_claims={"org": "beta"}
     )
-    assert ended == []
     rotation = await rotate(store, sid, 0, T0 + 1.5)
     assert (rotation.session.role, dict(rotation.session.extra_claims)) == (
         "admin",
         {"org": "beta"},
     )
-    assert rotation.user_not_before == int(T0) + 2
+    assert rotation.user_not_before_us == int((T0 + 1) * US) + 1
 
 
 async def test_reissue_without_claims_keeps_them(store: SessionStore) -> None:
     sid = await open_session(store, role="editor")
-    await store.revoke_user("alice", now=T0 + 1, revocation_ttl=RTTL, end_sessions=False)
+    await store.reissue("alice", now=T0 + 1, revocation_ttl=RTTL)
     info = await store.get(sid, now=T0 + 2)
     assert info is not None
     assert info.role == "editor"
@@ -388,3 +425,65 @@ async def test_claim_once_is_true_only_the_first_time(store: SessionStore) -> No
     assert await store.claim_once("dpop:abc", now=T0, until=T0 + 70) is True
     assert await store.claim_once("dpop:abc", now=T0 + 1, until=T0 + 71) is False
     assert await store.claim_once("dpop:abd", now=T0 + 1, until=T0 + 71) is True
+
+
+# -- rotation rules: limits after reuse detection, grace bound to the client ----------------
+
+
+async def test_reuse_is_detected_whatever_the_limit_says(store: SessionStore) -> None:
+    sid = await open_session(store)
+    policy = SessionPolicy(refresh_limit=2)
+    await rotate(store, sid, 0, T0, policy=policy)
+    await rotate(store, sid, 1, T0 + 1, policy=policy)
+    with pytest.raises(RateLimited) as limited:  # the current token, over the limit
+        await rotate(store, sid, 2, T0 + 2, policy=policy)
+    assert limited.value.retry_after == 58  # the rest of the 60 s window
+    with pytest.raises(RefreshReused):  # a stale token: theft, limit or not
+        await rotate(store, sid, 0, T0 + 30, policy=policy)
+
+
+async def test_refused_refreshes_are_not_counted(store: SessionStore) -> None:
+    sid = await open_session(store)
+    policy = SessionPolicy(refresh_limit=1)
+    await rotate(store, sid, 0, T0, policy=policy)
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            await rotate(store, sid, 1, T0 + 1, policy=policy)
+    assert (await rotate(store, sid, 1, T0 + 60, policy=policy)).session.generation == 2
+
+
+async def test_address_limit_refuses_without_rotating(store: SessionStore) -> None:
+    sid = await open_session(store)
+    with pytest.raises(RateLimited) as limited:
+        await rotate(store, sid, 0, T0, address_retry_after=12.5)
+    assert limited.value.retry_after == 13
+    assert (await rotate(store, sid, 0, T0 + 1)).session.generation == 1
+
+
+async def test_grace_answer_only_for_the_binding_that_rotated(store: SessionStore) -> None:
+    sid = await open_session(store)
+    await rotate(store, sid, 0, T0, binding="fp:bob")
+    assert (await rotate(store, sid, 0, T0 + 1, binding="fp:bob")).outcome == "grace"
+    with pytest.raises(RefreshReused):
+        await rotate(store, sid, 0, T0 + 2, binding="fp:mallory")
+    assert await store.get(sid, now=T0 + 2) is None
+
+
+async def test_grace_answers_per_generation_are_capped(store: SessionStore) -> None:
+    sid = await open_session(store)
+    policy = SessionPolicy(grace_answers=2)
+    await rotate(store, sid, 0, T0, policy=policy)
+    for _ in range(2):
+        assert (await rotate(store, sid, 0, T0 + 1, policy=policy)).outcome == "grace"
+    with pytest.raises(RateLimited):  # refused, not theft: the session lives on
+        await rotate(store, sid, 0, T0 + 1, policy=policy)
+    assert (await rotate(store, sid, 1, T0 + 2, policy=policy)).session.generation == 2
+
+
+async def test_key_bound_session_refuses_another_binding(store: SessionStore) -> None:
+    bound = key_binding("thumbprint-of-the-key")
+    sid = await open_session(store, binding=bound)
+    with pytest.raises(TokenInvalid):  # a copied token without its key: refused, not theft
+        await rotate(store, sid, 0, T0, binding="fp:thief")
+    grant = await rotate(store, sid, 0, T0 + 1, binding=bound)
+    assert (grant.session.generation, grant.session.binding) == (1, bound)

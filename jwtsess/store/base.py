@@ -8,6 +8,10 @@ frozen-time tests and several processes agree on what "now" is.
 
 Failures to reach the backend raise ``StoreUnavailable``; nothing is then
 half-written, because each step is atomic.
+
+MemoryStore is the readable specification; tests/test_store_model.py drives it
+and RedisStore with the same random operation sequences and requires the same
+answers, sessions and feed.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ..sessions import ClientMetadata, Rotation, SessionInfo
+from ..sessions import ClientMetadata, SessionGrant, SessionInfo, SessionPolicy
 
 #: Revocation kinds in the feed.
 REVOKE_TOKEN: Final = "jti"  # one access token
 REVOKE_SESSION: Final = "sid"  # every access token of one session
-REVOKE_USER: Final = "user"  # every access token of a user issued before ``value2``
+REVOKE_USER: Final = "user"  # every access token of a user issued before ``not_before_us``
 
 RevocationKind = Literal["jti", "sid", "user"]
 
@@ -32,16 +36,16 @@ class Revocation:
     """One feed entry.
 
     For ``jti`` and ``sid`` entries, ``subject`` is the token or session id.
-    For ``user`` entries, ``subject`` is the user id and ``not_before`` the
-    instant (whole seconds) before which that user's tokens are revoked.
-    ``until`` is when every token the entry could affect has expired; after it,
-    the entry is dropped everywhere.
+    For ``user`` entries, ``subject`` is the user id and ``not_before_us`` the
+    instant (microseconds) before which that user's tokens are revoked: a token
+    is revoked if its ``iat_us`` is earlier. ``until`` is when every token the
+    entry could affect has expired; after it, the entry is dropped everywhere.
     """
 
     kind: RevocationKind
     subject: str
     until: float
-    not_before: int = 0
+    not_before_us: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class NewSession:
     role: str
     extra_claims: Mapping[str, Any]
     metadata: ClientMetadata
+    #: the client's binding (``client_fingerprint`` or ``key_binding``); "" for none
+    binding: str = ""
 
 
 class SessionStore(abc.ABC):
@@ -70,8 +76,8 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     async def create(
         self, session: NewSession, *, now: float, absolute_ttl: float, idle_ttl: float
-    ) -> int:
-        """Store a new session at generation 0. Returns the user's not-before instant (or 0)."""
+    ) -> SessionGrant:
+        """Store a new session at generation 0 (outcome ``"created"``)."""
 
     @abc.abstractmethod
     async def rotate(
@@ -80,21 +86,35 @@ class SessionStore(abc.ABC):
         generation: int,
         *,
         now: float,
-        grace: float,
+        policy: SessionPolicy,
         metadata: ClientMetadata,
         revocation_ttl: float,
-    ) -> Rotation:
-        """Check-and-rotate in one atomic step.
+        binding: str = "",
+        address_retry_after: float = 0.0,
+    ) -> SessionGrant:
+        """Check-and-rotate in one atomic step. First the generation decides:
 
-        - ``generation`` is current: the session moves to ``generation + 1``.
-        - ``generation`` is the predecessor and its rotation is at most
-          ``grace`` seconds old: nothing changes; the current generation is
-          returned (outcome ``"grace"``).
-        - any other generation: theft. The session is deleted and a ``sid``
-          revocation valid for ``revocation_ttl`` is written; ``RefreshReused``.
+        - ``generation`` is current: the rotation may go ahead (below).
+        - ``generation`` is the predecessor, its rotation is less than
+          ``policy.grace`` seconds old and ``binding`` equals the binding the
+          rotation recorded: a grace answer may be given (outcome ``"grace"``,
+          nothing changes), at most ``policy.grace_answers`` per generation;
+          past that, ``RateLimited`` (retry after 1 s) and nothing changes.
+        - anything else is theft, whatever any limit says: the session is
+          deleted and a ``sid`` revocation written; ``RefreshReused``.
         - no such session, or idle/absolute lifetime over: ``SessionNotFound``.
 
-        The idle lifetime is the one the session was created with.
+        A session whose binding is a key binding (``jkt:``) refuses a current
+        generation presented with another binding: ``TokenInvalid``, nothing
+        changes (the token leaked without its key; the owner keeps the session).
+
+        Then the limits, for a request that may go ahead: more than
+        ``policy.refresh_limit`` answers in the session's current window of
+        ``policy.refresh_window`` seconds, or ``address_retry_after > 0`` (the
+        caller's per-address limit), raise ``RateLimited`` and change nothing;
+        refused requests are not counted. Otherwise the rotation (new
+        generation, ``binding`` recorded) or grace answer is committed and
+        counted.
         """
 
     @abc.abstractmethod
@@ -124,28 +144,37 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def revoke_other_sessions(
-        self, sid: str, *, now: float, revocation_ttl: float
-    ) -> list[str]:
-        """End every session of ``sid``'s user except ``sid``. Returns the ended sids."""
+    async def logout_others(self, sid: str, *, now: float, revocation_ttl: float) -> list[str]:
+        """End every session of ``sid``'s user except ``sid``. Returns the ended sids.
+
+        :raises SessionNotFound: ``sid`` itself is not live.
+        """
 
     @abc.abstractmethod
-    async def revoke_user(
+    async def logout_all(
+        self, user_id: str, *, now: float, revocation_ttl: float, sid: str | None = None
+    ) -> list[str] | None:
+        """End every session of the user and revoke every access token issued up to now.
+
+        With ``sid`` (the caller's own session), nothing happens if that session
+        is no longer live (None is returned): a logout-all racing another one
+        must not move the user's not-before again. Otherwise returns the ended sids.
+        """
+
+    @abc.abstractmethod
+    async def reissue(
         self,
         user_id: str,
         *,
         now: float,
         revocation_ttl: float,
-        end_sessions: bool,
         role: str | None = None,
         extra_claims: Mapping[str, Any] | None = None,
-    ) -> list[str]:
-        """Revoke every access token of the user issued up to now.
+    ) -> None:
+        """Revoke every access token of the user issued up to now; keep the sessions.
 
-        With ``end_sessions`` (logout everywhere) every session ends too and the
-        ended sids are returned. Without it (reissue) sessions live on and the
-        next refresh issues fresh tokens; ``role``/``extra_claims``, if given,
-        replace the claims stored with every session of the user.
+        The next refresh issues fresh tokens; ``role``/``extra_claims``, if
+        given, replace the claims stored with every session of the user.
         """
 
     @abc.abstractmethod

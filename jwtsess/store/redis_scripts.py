@@ -1,62 +1,46 @@
 """The Lua scripts behind RedisStore, one per state change.
 
-Data model (``P`` is the key prefix, default ``js``; ``T`` the user tag, the
-first 8 characters of every sid, so all keys of one user share a cluster slot):
+Key names and the reply shape are in ``redis_protocol``. Values:
 
 ``P:{T}<rest of sid>``  STRING, one session: a MessagePack array (packed and
-                    unpacked only inside these scripts) of u user id, r role,
-                    x extra claims (JSON), g generation, rt last rotation (ms),
-                    c created (ms), lu last used (ms), ax absolute expiry (ms),
-                    it idle TTL (ms), ua user agent, ip client address. One
-                    packed string instead of a hash: a real user agent is over
-                    the 64 bytes that keep a hash in compact listpack encoding,
-                    and a hashtable costs ~850 bytes a session (docs/architecture.md).
+                    unpacked only inside these scripts) of 1 u user id, 2 r role,
+                    3 x extra claims (JSON), 4 g generation, 5 rt last rotation,
+                    6 c created, 7 lu last used, 8 ax absolute expiry, 9 it idle
+                    TTL, 10 ua user agent, 11 ip client address, 12 b binding of
+                    the client holding generation g, 13 ga grace answers given
+                    for g, 14 we end of the rate-limit window, 15 wc refreshes
+                    counted in it (times in ms). One packed string instead of a
+                    hash: a real user agent is over the 64 bytes that keep a hash
+                    in compact listpack encoding, and a hashtable costs ~850
+                    bytes a session (docs/architecture.md).
                     TTL: until the session's expiry, min(ax, lu + it).
 ``P:{T}:u:<user>``  ZSET, the user's sessions: member sid, score expiry (ms).
                     TTL: the latest member's expiry.
-``P:{T}:n:<user>``  STRING, the user's not-before (whole seconds): tokens with an
-                    earlier iat are revoked. TTL: until they have all expired.
+``P:{T}:n:<user>``  STRING ``<not-before µs>:<until ms>``: the user's tokens with
+                    an earlier iat_us are revoked, until ``until``.
 ``P:feed``          STREAM, the revocation feed. Entry fields: k kind (jti|sid|
-                    user), s subject, u until (ms), n not-before (s, user only).
+                    user), s subject, u until (ms), n not-before (µs, user only).
                     IDs are ``<now ms>-<seq>`` from the caller's clock. Trimmed
                     from the oldest end once ``u`` has passed, by the scripts
                     that append (readers only read: docs/revocation-feed.md).
 
 Every script takes the time as an argument (``now`` in ms), never reads the
-server clock, and sets relative TTLs, so frozen-time tests behave like
-production. Keys a script derives from a stored user id (the user index) are
-built from ``ARGV`` prefixes and share the declared session key's slot.
+server clock, decides liveness from stored instants (TTLs only collect
+garbage), and sets relative TTLs, so frozen-time tests behave like production.
+State scripts take the key prefix as ``ARGV[1]`` and the feed key as the last
+ARGV, and answer ``{status, pending, payload...}``. MemoryStore is their
+readable specification (tests/test_store_model.py).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# Shared helpers, prepended to scripts that need them.
-_PRELUDE: Final = r"""
--- A session is a packed array: 1 u, 2 r, 3 x, 4 g, 5 rt, 6 c, 7 lu, 8 ax, 9 it, 10 ua, 11 ip.
-local function load(key)
-  local v = redis.call('GET', key)
-  if not v then return nil end
-  return cmsgpack.unpack(v)
-end
+from .redis_protocol import LUA_KEYS, LUA_REPLY
 
-local function expiry(h)
-  return math.min(h[8], h[7] + h[9])
-end
-
-local function save(key, h, now)
-  redis.call('SET', key, cmsgpack.pack(h), 'PX', expiry(h) - now)
-end
-
--- Where revocations go: the feed key, passed as the last ARGV. On Redis Cluster
--- it is '' (the feed lives in another slot), and the revocations are returned
--- for the client to append with FEED_ADD right after.
-local FEED = ARGV[#ARGV]
-local PENDING = {}
-
--- Drops up to 100 of the oldest feed entries whose until has passed. Returns
--- true when nothing more is dead at the head (it stopped at a live entry or the end).
+#: Drops up to 100 of the oldest feed entries whose until has passed. Returns
+#: true when nothing more is dead at the head (it stopped at a live entry or the end).
+TRIM_BATCH: Final = r"""
 local function trim_batch(feed, now)
   local batch = redis.call('XRANGE', feed, '-', '+', 'COUNT', 100)
   local dead = {}
@@ -72,6 +56,58 @@ local function trim_batch(feed, now)
   if #dead > 0 then redis.call('XDEL', feed, unpack(dead)) end
   return #dead < #batch or #batch == 0
 end
+"""
+
+# Shared helpers, prepended to every state script.
+_PRELUDE: Final = (
+    LUA_KEYS
+    + TRIM_BATCH
+    + r"""
+local function load(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local h = cmsgpack.unpack(v)
+  -- Sessions written before bindings and per-session limits existed.
+  if h[12] == nil then h[12], h[13], h[14], h[15] = '', 0, 0, 0 end
+  return h
+end
+
+local function expiry(h)
+  return math.min(h[8], h[7] + h[9])
+end
+
+"""
+    + LUA_REPLY
+    + r"""
+local function save(key, h, now)
+  redis.call('SET', key, cmsgpack.pack(h), 'PX', expiry(h) - now)
+end
+
+local function drop(key, index, sid)
+  redis.call('DEL', key)
+  redis.call('ZREM', index, sid)
+end
+
+-- The user's not-before (µs) while it lasts, else 0.
+local function not_before(tag, user, now)
+  local v = redis.call('GET', k_nbf(tag, user))
+  if not v then return 0 end
+  local nbf, until_ms = string.match(v, '^(%d+):(%d+)$')
+  if not nbf or tonumber(until_ms) <= now then return 0 end
+  return tonumber(nbf)
+end
+
+-- A session's tokens carry iat_us <= max(now, the user's not-before): its
+-- revocation outlives them all.
+local function revocation_until(tag, user, now, ttl)
+  return math.max(now, math.ceil(not_before(tag, user, now) / 1000)) + ttl
+end
+
+-- Where revocations go: the feed key, the last ARGV. On Redis Cluster it is ''
+-- (the feed lives in another slot): the revocations are answered as pending
+-- for the client to append with FEED_ADD right after.
+local FEED = ARGV[#ARGV]
+local PENDING = {}
 
 -- The writer trims as it appends (one batch per script), so feed readers need
 -- only read commands (docs/revocation-feed.md).
@@ -84,17 +120,17 @@ local function xadd(feed, now, kind, subject, until_ms, nbf)
   end
   -- The ID carries the caller's clock unless the stream already holds a later
   -- one (clock skew between processes); then Redis picks.
+  local u, n = string.format('%d', until_ms), string.format('%d', nbf)
   local r = redis.pcall('XADD', feed, string.format('%d-*', now),
-    'k', kind, 's', subject, 'u', string.format('%d', until_ms), 'n', nbf)
+    'k', kind, 's', subject, 'u', u, 'n', n)
   if type(r) == 'table' and r.err then
-    redis.call('XADD', feed, '*',
-      'k', kind, 's', subject, 'u', string.format('%d', until_ms), 'n', nbf)
+    redis.call('XADD', feed, '*', 'k', kind, 's', subject, 'u', u, 'n', n)
   end
 end
 
 local function feed_add(now, kind, subject, until_ms, nbf)
   if FEED == '' then
-    for _, v in ipairs({kind, subject, string.format('%d', until_ms), tostring(nbf)}) do
+    for _, v in ipairs({kind, subject, string.format('%d', until_ms), string.format('%d', nbf)}) do
       PENDING[#PENDING + 1] = v
     end
   else
@@ -102,258 +138,263 @@ local function feed_add(now, kind, subject, until_ms, nbf)
   end
 end
 
--- Every script that may revoke returns {result, revocations not yet appended}.
-local function publish(result)
-  if result == nil then result = false end
-  return {result, PENDING}
+-- End a live session: drop it and revoke its access tokens.
+local function end_session(key, tag, sid, user, now, ttl)
+  drop(key, k_index(tag, user), sid)
+  feed_add(now, 'sid', sid, revocation_until(tag, user, now, ttl), 0)
 end
 
-local function drop(key, index, sid)
-  redis.call('DEL', key)
-  redis.call('ZREM', index, sid)
+-- Strictly increasing, at most one µs past the clock per revocation: a token
+-- issued right after one carries iat_us equal to it and must still be caught by
+-- the next; a revocation takes far longer than a µs, so it never outruns the clock.
+local function revoke_user(tag, user, now, now_us, ttl)
+  local nbf = math.max(now_us + 1, not_before(tag, user, now) + 1)
+  local until_ms = math.ceil(nbf / 1000) + ttl
+  redis.call('SET', k_nbf(tag, user), string.format('%d:%d', nbf, until_ms), 'PX', until_ms - now)
+  feed_add(now, 'user', user, until_ms, nbf)
 end
 
-local function reply(sid, h)
-  local function n(x) return string.format('%d', x) end
-  return {sid, h[1], h[2], h[3], n(h[4]), n(h[6]), n(h[7]), n(expiry(h)), n(h[8]), h[10], h[11]}
+-- The user's live sessions in sid order; expired members leave the index.
+local function live_sids(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local sids = redis.call('ZRANGE', index, 0, -1)
+  table.sort(sids)
+  return sids
+end
+
+-- Every state script answers {status, pending revocations, payload...}.
+local function answer(status, payload)
+  local out = {status, PENDING}
+  for _, v in ipairs(payload or {}) do out[#out + 1] = v end
+  return out
+end
+
+local function with_session(first, sid, h)
+  local out = {first}
+  for _, v in ipairs(reply(sid, h)) do out[#out + 1] = v end
+  return out
 end
 """
+)
 
-#: KEYS[1] session, KEYS[2] user index, KEYS[3] user not-before.
-#: ARGV: sid, user, role, extra JSON, now ms, absolute TTL ms, idle TTL ms, ua, ip.
-#: Returns the user's not-before (seconds, 0 if none).
+#: KEYS[1] session. ARGV: P, sid, user, role, extra JSON, now ms, absolute TTL ms,
+#: idle TTL ms, ua, ip, binding, feed.
+#: Answers 'ok' with {not-before µs, session fields}.
 CREATE: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[5])
-local h = {ARGV[2], ARGV[3], ARGV[4], 0, now, now, now, now + tonumber(ARGV[6]),
-           tonumber(ARGV[7]), ARGV[8], ARGV[9]}
+local sid, user = ARGV[2], ARGV[3]
+local now = tonumber(ARGV[6])
+local h = {user, ARGV[4], ARGV[5], 0, now, now, now, now + tonumber(ARGV[7]),
+           tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11], 0, 0, 0}
 save(KEYS[1], h, now)
-local exp = expiry(h)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], exp, ARGV[1])
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[2], tonumber(last[2]) - now)
-return tonumber(redis.call('GET', KEYS[3]) or '0')
+local tag = string.sub(sid, 1, 8)
+local index = k_index(tag, user)
+redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+redis.call('ZADD', index, expiry(h), sid)
+local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', index, tonumber(last[2]) - now)
+return answer('ok', with_session(string.format('%d', not_before(tag, user, now)), sid, h))
 """
 )
 
 #: KEYS[1] session.
-#: ARGV: sid, presented generation, now ms, grace ms, ua, ip, revocation TTL ms,
-#:       user-key prefix ("P:{T}:"), feed key ('' on a cluster).
-#: Returns one flat array (the refresh path: no nesting for the client to parse):
-#: {'ok'|'grace', not-before, 11 session fields}, {'nf'} for no live session, or
-#: {'reused', user} after revoking the session (theft); on a cluster, followed
-#: by the revocations to append (4 values each).
+#: ARGV: P, sid, presented generation, now ms, grace ms, ua, ip, revocation TTL ms,
+#:       binding, grace answers allowed, refresh limit, window ms, address retry ms, feed.
+#: First the generation decides (theft is detected whatever any limit says), then
+#: the limits apply to a request that may go ahead (refused ones are not counted).
+#: Answers 'ok' | 'grace' with {not-before µs, session fields}; 'nf' (no live
+#: session); 'reused' with {user} after revoking the session (theft); 'limited'
+#: with {retry ms}; 'unbound' (a key-bound session, another binding).
 ROTATE: Final = (
     _PRELUDE
     + r"""
-local sid = ARGV[1]
-local now = tonumber(ARGV[3])
+local sid = ARGV[2]
+local now = tonumber(ARGV[4])
 local h = load(KEYS[1])
-if not h then return {'nf'} end
-local index = ARGV[8] .. 'u:' .. h[1]
+if not h then return answer('nf') end
+local tag = string.sub(sid, 1, 8)
+local index = k_index(tag, h[1])
 if now >= expiry(h) then
   drop(KEYS[1], index, sid)
-  return {'nf'}
+  return answer('nf')
 end
-local presented = tonumber(ARGV[2])
+local presented, binding = tonumber(ARGV[3]), ARGV[9]
 local outcome
 if presented == h[4] then
-  h[4] = h[4] + 1
-  h[5] = now
+  if string.sub(h[12], 1, 4) == 'jkt:' and binding ~= h[12] then return answer('unbound') end
   outcome = 'ok'
-elseif presented == h[4] - 1 and now - h[5] < tonumber(ARGV[4]) then
+elseif presented == h[4] - 1 and now - h[5] < tonumber(ARGV[5]) and binding == h[12] then
+  if h[13] >= tonumber(ARGV[10]) then return answer('limited', {'1000'}) end
   outcome = 'grace'
 else
-  drop(KEYS[1], index, sid)
-  feed_add(now, 'sid', sid, now + tonumber(ARGV[7]), 0)
-  local out = {'reused', h[1]}
-  for _, v in ipairs(PENDING) do out[#out + 1] = v end
-  return out
+  end_session(KEYS[1], tag, sid, h[1], now, tonumber(ARGV[8]))
+  return answer('reused', {h[1]})
+end
+local window = tonumber(ARGV[12])
+if h[14] <= now then h[14], h[15] = (math.floor(now / window) + 1) * window, 0 end
+if h[15] >= tonumber(ARGV[11]) then
+  return answer('limited', {string.format('%d', h[14] - now)})
+end
+if tonumber(ARGV[13]) > 0 then return answer('limited', {ARGV[13]}) end
+h[15] = h[15] + 1
+if outcome == 'ok' then
+  h[4], h[5], h[12], h[13] = h[4] + 1, now, binding, 0
+else
+  h[13] = h[13] + 1
 end
 h[7] = now
-if ARGV[5] ~= '' then h[10] = ARGV[5] end
-if ARGV[6] ~= '' then h[11] = ARGV[6] end
+if ARGV[6] ~= '' then h[10] = ARGV[6] end
+if ARGV[7] ~= '' then h[11] = ARGV[7] end
 save(KEYS[1], h, now)
 local exp = expiry(h)
 redis.call('ZADD', index, exp, sid)
 if redis.call('PTTL', index) < exp - now then redis.call('PEXPIRE', index, exp - now) end
-local nbf = redis.call('GET', ARGV[8] .. 'n:' .. h[1]) or '0'
-local out = {outcome, nbf}
-for _, v in ipairs(reply(sid, h)) do out[#out + 1] = v end
-return out
+return answer(outcome, with_session(string.format('%d', not_before(tag, h[1], now)), sid, h))
 """
 )
 
-#: KEYS[1] session. ARGV: sid, now ms. Returns session fields, or nil.
+#: KEYS[1] session. ARGV: P, sid, now ms, feed. Answers 'ok' with session fields, or 'nf'.
 GET: Final = (
     _PRELUDE
     + r"""
 local h = load(KEYS[1])
-if not h or tonumber(ARGV[2]) >= expiry(h) then return nil end
-return reply(ARGV[1], h)
+if not h or tonumber(ARGV[3]) >= expiry(h) then return answer('nf') end
+return answer('ok', reply(ARGV[2], h))
 """
 )
 
-#: KEYS[1] user index. ARGV: now ms, session-key prefix ("P:{T}").
-#: Returns a flat list of session field groups (11 each), live sessions only.
+#: KEYS[1] user index. ARGV: P, tag, now ms, feed.
+#: Answers 'ok' with the live sessions' fields, one group each, in sid order.
 LIST: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local now = tonumber(ARGV[3])
 local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local h = load(ARGV[2] .. string.sub(sid, 9))
+for _, sid in ipairs(live_sids(KEYS[1], now)) do
+  local h = load(k_session(sid))
   if h and now < expiry(h) then
     for _, v in ipairs(reply(sid, h)) do out[#out + 1] = v end
   end
 end
-return out
+return answer('ok', out)
 """
 )
 
-#: KEYS[1] session. ARGV: role, extra JSON, now ms. Returns 1 if updated, 0 if gone.
+#: KEYS[1] session. ARGV: P, role, extra JSON, now ms, feed. Answers 'ok', or 'nf' if gone.
 UPDATE_CLAIMS: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[3])
+local now = tonumber(ARGV[4])
 local h = load(KEYS[1])
-if not h or now >= expiry(h) then return 0 end
-h[2], h[3] = ARGV[1], ARGV[2]
+if not h or now >= expiry(h) then return answer('nf') end
+h[2], h[3] = ARGV[2], ARGV[3]
 save(KEYS[1], h, now)
-return 1
+return answer('ok')
 """
 )
 
-#: KEYS[1] session. ARGV: sid, now ms, revocation TTL ms, user-key prefix, feed key.
+#: KEYS[1] session. ARGV: P, sid, now ms, revocation TTL ms, feed.
 #: Ends one session and revokes its access tokens. The revocation is written
 #: even if the session has already ended: its access tokens may still be live.
-#: Returns the session's fields if it was live, else nil.
+#: Answers 'ok' with the session's fields if it was live, else 'nf'.
 REVOKE_SESSION: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[2])
+local sid = ARGV[2]
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tag = string.sub(sid, 1, 8)
 local h = load(KEYS[1])
-if h then drop(KEYS[1], ARGV[4] .. 'u:' .. h[1], ARGV[1]) end
-feed_add(now, 'sid', ARGV[1], now + tonumber(ARGV[3]), 0)
-if not h or now >= expiry(h) then return publish(nil) end
-return publish(reply(ARGV[1], h))
+if h and now < expiry(h) then
+  end_session(KEYS[1], tag, sid, h[1], now, ttl)
+  return answer('ok', reply(sid, h))
+end
+if h then drop(KEYS[1], k_index(tag, h[1]), sid) end
+feed_add(now, 'sid', sid, now + ttl, 0)
+return answer('nf')
 """
 )
 
-#: KEYS[1] session.
-#: ARGV: sid, now ms, revocation TTL ms, user-key prefix, session-key prefix, feed key.
-#: Ends every other session of the same user. Returns the ended sids, or nil
-#: if ``sid`` itself is not live.
-REVOKE_OTHERS: Final = (
+#: KEYS[1] session. ARGV: P, sid, now ms, revocation TTL ms, feed.
+#: Ends every other live session of the same user. Answers 'ok' with the ended
+#: sids, or 'nf' if ``sid`` itself is not live.
+LOGOUT_OTHERS: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[2])
+local sid = ARGV[2]
+local now, ttl = tonumber(ARGV[3]), tonumber(ARGV[4])
 local h = load(KEYS[1])
-if not h or now >= expiry(h) then return publish(nil) end
-local index = ARGV[4] .. 'u:' .. h[1]
+if not h or now >= expiry(h) then return answer('nf') end
+local tag = string.sub(sid, 1, 8)
 local ended = {}
-for _, other in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-  if other ~= ARGV[1] then
-    drop(ARGV[5] .. string.sub(other, 9), index, other)
-    feed_add(now, 'sid', other, now + tonumber(ARGV[3]), 0)
+for _, other in ipairs(live_sids(k_index(tag, h[1]), now)) do
+  if other ~= sid then
+    end_session(k_session(other), tag, other, h[1], now, ttl)
     ended[#ended + 1] = other
   end
 end
-return publish(ended)
+return answer('ok', ended)
 """
 )
 
-#: KEYS[1] user index, KEYS[2] user not-before.
-#: ARGV: user, now ms, revocation TTL ms, end sessions (1|0), session-key prefix ("P:{T}"),
-#:       role ('' keeps), extra JSON ('' keeps), feed key.
-#: Revokes every access token of the user issued up to now; ends the sessions
-#: (logout everywhere) or rewrites their claims (reissue). Returns ended sids.
-REVOKE_USER: Final = (
+#: KEYS[1] user index. ARGV: P, tag, user, now ms, now µs, revocation TTL ms,
+#: own sid ('' for none), feed.
+#: Revokes every access token of the user issued up to now and ends every live
+#: session. Answers 'ok' with the ended sids, or 'nf' (nothing done) if the own
+#: session is given and no longer live.
+LOGOUT_ALL: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[2])
--- Strictly increasing: a token issued after a revocation in the same second
--- carries iat == the previous not-before, and must still be caught.
-local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-local nbf = math.max(math.floor(now / 1000) + 1, previous + 1)
-local until_ms = nbf * 1000 + tonumber(ARGV[3])
-redis.call('SET', KEYS[2], nbf, 'PX', until_ms - now)
-feed_add(now, 'user', ARGV[1], until_ms, nbf)
-local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
-if ARGV[4] == '1' then
-  for _, sid in ipairs(sids) do
-    redis.call('DEL', ARGV[5] .. string.sub(sid, 9))
-    -- Exact, whatever the iat: every token of an ended session is revoked.
-    feed_add(now, 'sid', sid, now + tonumber(ARGV[3]), 0)
-  end
-  redis.call('DEL', KEYS[1])
-  return publish(sids)
+local tag, user = ARGV[2], ARGV[3]
+local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[6])
+if ARGV[7] ~= '' then
+  local own = load(k_session(ARGV[7]))
+  if not own or now >= expiry(own) or own[1] ~= user then return answer('nf') end
 end
+revoke_user(tag, user, now, tonumber(ARGV[5]), ttl)
+local sids = live_sids(KEYS[1], now)
 for _, sid in ipairs(sids) do
-  local key = ARGV[5] .. string.sub(sid, 9)
+  -- Exact, whatever the iat: every token of an ended session is revoked.
+  end_session(k_session(sid), tag, sid, user, now, ttl)
+end
+redis.call('DEL', KEYS[1])
+return answer('ok', sids)
+"""
+)
+
+#: KEYS[1] user index. ARGV: P, tag, user, now ms, now µs, revocation TTL ms,
+#: role ('' keeps), extra JSON ('' keeps), feed.
+#: Revokes every access token of the user issued up to now; the sessions live on
+#: with the new claims. Answers 'ok'.
+REISSUE: Final = (
+    _PRELUDE
+    + r"""
+local tag, user = ARGV[2], ARGV[3]
+local now = tonumber(ARGV[4])
+revoke_user(tag, user, now, tonumber(ARGV[5]), tonumber(ARGV[6]))
+for _, sid in ipairs(live_sids(KEYS[1], now)) do
+  local key = k_session(sid)
   local h = load(key)
   if h and now < expiry(h) then
-    if ARGV[6] ~= '' then h[2] = ARGV[6] end
-    if ARGV[7] ~= '' then h[3] = ARGV[7] end
+    if ARGV[7] ~= '' then h[2] = ARGV[7] end
+    if ARGV[8] ~= '' then h[3] = ARGV[8] end
     save(key, h, now)
   end
 end
-return publish({})
+return answer('ok')
 """
 )
 
-#: KEYS[1] feed. ARGV: now ms, then (kind, subject, until ms, not-before) per entry,
-#: then KEYS[1] again (the prelude's FEED). Appends revocations: one access token
-#: (REVOKE_TOKEN), or on a cluster the ones a state script returned.
+#: KEYS[1] feed. ARGV: P, now ms, then (kind, subject, until ms, not-before) per
+#: entry, then the feed key again (the prelude's FEED). Appends revocations: one
+#: access token (``revoke_token``), or on a cluster the ones a state script answered.
 FEED_ADD: Final = (
     _PRELUDE
     + r"""
-local now = tonumber(ARGV[1])
-for i = 2, #ARGV - 4, 4 do
-  xadd(KEYS[1], now, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3])
+local now = tonumber(ARGV[2])
+for i = 3, #ARGV - 4, 4 do
+  xadd(KEYS[1], now, ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]))
 end
-return #ARGV
-"""
-)
-
-#: KEYS: one counter per bucket. ARGV: now ms, limit, window ms.
-#: Fixed windows aligned to multiples of the window. Returns 0 if every bucket
-#: is within the limit, else the ms until the fullest bucket's window ends.
-RATE_LIMIT: Final = r"""
-local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ends = (math.floor(now / window) + 1) * window
-local retry = 0
-for _, key in ipairs(KEYS) do
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, ends - now) end
-  if count > limit then retry = ends - now end
-end
-return retry
-"""
-
-#: KEYS: one counter per bucket (the keys RATE_LIMIT counted in). ARGV: none.
-#: Takes one back from each counter that still exists and is above zero; an
-#: expired window is never recreated (DECR on a missing key would make one
-#: without a TTL). DECR keeps the key's TTL. Returns nothing.
-RATE_REFUND: Final = r"""
-for _, key in ipairs(KEYS) do
-  local count = tonumber(redis.call('GET', key) or '0')
-  if count > 0 then redis.call('DECR', key) end
-end
-return 0
-"""
-
-#: KEYS[1] feed. ARGV: now ms.
-#: Removes the oldest entries whose ``until`` has passed; stops at the first
-#: live one. Returns the stream length after trimming.
-TRIM: Final = (
-    _PRELUDE
-    + r"""
-local now = tonumber(ARGV[1])
-while not trim_batch(KEYS[1], now) do end
-return redis.call('XLEN', KEYS[1])
+return answer('ok')
 """
 )

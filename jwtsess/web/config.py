@@ -1,4 +1,7 @@
-"""WebConfig: how tokens travel over HTTP (headers, cookies, CSRF) and route limits."""
+"""WebConfig: how tokens travel over HTTP (headers, cookies, CSRF) and body limits.
+
+Refresh rate limits are the Issuer's (``SessionPolicy``), shared by every entry point.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +27,6 @@ class WebConfig:
         ``authenticated`` and its role name.
     :param prefix: where the auth routes are mounted (used for the refresh cookie path).
     :param max_body_bytes: larger request bodies are refused with 400.
-    :param refresh_limit: refreshes allowed per session and per client address
-        in each ``refresh_window`` seconds.
     :param allowed_origins: origins allowed for cookie-authenticated websockets
         besides the request's own host.
     """
@@ -40,8 +41,6 @@ class WebConfig:
     role_scopes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     prefix: str = "/auth"
     max_body_bytes: int = 8192
-    refresh_limit: int = 30
-    refresh_window: float = 60.0
     allowed_origins: Sequence[str] = ()
 
     def __post_init__(self) -> None:
@@ -49,8 +48,6 @@ class WebConfig:
             raise ValueError("prefix must start with '/' and not end with one")
         if self.max_body_bytes < 256:
             raise ValueError("max_body_bytes must be at least 256")
-        if self.refresh_limit < 1 or self.refresh_window <= 0:
-            raise ValueError("refresh_limit and refresh_window must be positive")
         if '"' in self.realm or "\\" in self.realm:
             raise ValueError("realm must not contain quotes or backslashes")
 

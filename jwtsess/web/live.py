@@ -128,7 +128,7 @@ class LiveConnections:
                 hit = {
                     live
                     for live in self._by_user.get(entry.subject, ())
-                    if live.claims.iat < entry.not_before  # the mirror's own rule
+                    if live.claims.issued_us < entry.not_before_us  # the mirror's own rule
                 }
             for live in tuple(hit):
                 self.close(live, POLICY_VIOLATION, "token_revoked")

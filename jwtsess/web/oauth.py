@@ -8,8 +8,8 @@ metadata, so the document lists exactly what is served::
     Mount("/auth", app=auth_routes(issuer, config=web, oauth=oauth))  # + /token, /revoke, ...
     oauth.metadata_route()  # GET /.well-known/oauth-authorization-server
 
-The token endpoint refreshes through ``refresh_pair``, the path ``/auth/refresh``
-takes too: the same rate limit, rotation, grace and reuse detection. None of
+The token endpoint refreshes through ``Issuer.refresh``, the path ``/auth/refresh``
+takes too: the same reuse detection, grace, rotation and rate limits. None of
 these endpoints reads a cookie (docs/oauth-clients.md, "CSRF"). docs/http.md
 is the contract.
 """
@@ -30,9 +30,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..access import AccessClaims
-from ..errors import AuthError, RateLimited, TokenExpired, TokenRevoked
+from ..errors import AuthError, TokenExpired, TokenRevoked
 from ..issuer import Issuer
-from ..refresh_token import REFRESH_TOKEN_PREFIX, decode_refresh_token
+from ..refresh_token import REFRESH_TOKEN_PREFIX
 from ..verifier import Verifier
 from .config import WebConfig
 from .middleware import JWTUser
@@ -45,7 +45,7 @@ from .oauth_wire import (
     require,
 )
 from .responses import NO_STORE
-from .routes import client_metadata, refresh_pair
+from .routes import client_metadata
 
 Handler = Callable[[Request], Awaitable[Response]]
 GRANT: Final = "refresh_token"
@@ -232,7 +232,7 @@ class OAuthEndpoints:
         requested = _scope_set(params["scope"]) if "scope" in params else None
         if requested is not None:
             await self._check_scope(token, requested)
-        pair = await refresh_pair(self.issuer, self.config, token, client_metadata(request))
+        pair = await self.issuer.refresh(token, client_metadata(request))
         body = pair.as_json()
         body["scope"] = " ".join(self.config.scopes_for(pair.claims.role))
         return JSONResponse(body, headers=NO_STORE)
@@ -243,9 +243,8 @@ class OAuthEndpoints:
         Checked before the rotation, so a refused request does not spend its
         token; a reused token goes on to the rotation, where reuse detection wins.
         """
-        ref = decode_refresh_token(self.issuer.keyring, token)
-        session = await self.issuer.session(ref.sid)
-        if session is None or session.generation != ref.gen:
+        session = await self.issuer.refresh_token_session(token)
+        if session is None:
             return
         granted = set(self.config.scopes_for(session.role))
         if not requested <= granted:
@@ -261,10 +260,10 @@ class OAuthEndpoints:
         # narrows the search (RFC 7009 §2.1: search every supported type).
         if token.startswith(REFRESH_TOKEN_PREFIX):
             try:
-                ref = decode_refresh_token(self.issuer.keyring, token)
-            except AuthError:
-                return Response(status_code=200, headers=NO_STORE)
-            await self.issuer.logout(ref.sid, metadata=client_metadata(request))
+                await self.issuer.revoke_refresh_token(token, metadata=client_metadata(request))
+            except AuthError as error:
+                if error.status == 503:
+                    raise
             return Response(status_code=200, headers=NO_STORE)
         claims = self._access_claims(token)
         if claims is not None:
@@ -286,14 +285,11 @@ class OAuthEndpoints:
     async def introspect(self, request: Request) -> Response:
         """RFC 7662: ``active`` and the claims of a live access token, else ``active: false``."""
         caller = self._introspection_caller(request)
-        retry_after = await self.issuer.store.hit_rate_limit(
-            [f"introspect:{caller}"],
-            now=self.issuer.clock(),
+        await self.issuer.rate_limit(
+            f"introspect:{caller}",
             limit=self.options.introspection_limit,
             window=self.options.introspection_window,
         )
-        if retry_after > 0:
-            raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
         params = await read_form(request, self.config.max_body_bytes)
         claims = self._access_claims(require(params, "token"))
         if claims is None:  # refresh tokens too: no business of a resource server

@@ -21,14 +21,12 @@ from ..errors import (
     AuthError,
     BadRequest,
     CSRFFailed,
-    RateLimited,
     SessionNotFound,
     TokenMissing,
 )
 from ..issuer import Issuer
 from ..keyring import KeyRing
-from ..refresh_token import decode_refresh_token
-from ..sessions import ClientMetadata, TokenPair
+from ..sessions import ClientMetadata, client_fingerprint
 from .config import WebConfig
 from .fallthrough import fall_through
 from .middleware import JWTUser
@@ -103,28 +101,6 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
-async def refresh_pair(
-    issuer: Issuer, config: WebConfig, token: str, metadata: ClientMetadata
-) -> TokenPair:
-    """The one refresh path of every route (``/auth/refresh``, ``/auth/token``):
-    the refresh token's MAC, the rate limit, then ``Issuer.refresh`` (rotation,
-    grace and reuse detection).
-
-    :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
-    :raises RateLimited: too many refreshes for the session or the client address.
-    :raises SessionNotFound, RefreshReused, StoreUnavailable: as ``Issuer.refresh``.
-    """
-    # The MAC check is cheap and stops garbage before the rate limiter's store call.
-    ref = decode_refresh_token(issuer.keyring, token)
-    buckets = [f"sid:{ref.sid}"] + ([f"ip:{metadata.ip}"] if metadata.ip else [])
-    retry_after = await issuer.store.hit_rate_limit(
-        buckets, now=issuer.clock(), limit=config.refresh_limit, window=config.refresh_window
-    )
-    if retry_after > 0:
-        raise RateLimited(retry_after=max(1, int(retry_after + 0.999)))
-    return await issuer.refresh(token, metadata)
-
-
 def _user(request: Request) -> JWTUser:
     user = request.scope.get("user")
     if not isinstance(user, JWTUser):
@@ -193,8 +169,16 @@ class AuthRoutes:
                 raise CSRFFailed("A cookie refresh needs the CSRF header.")
             token, cookie_mode = cookie_token, True
 
+        meta = client_metadata(request)
+        # Cookie mode: the CSRF cookie is a value only this browser holds; with the
+        # user agent it is the binding a grace answer must match.
+        binding = (
+            client_fingerprint(meta.user_agent, request.cookies.get(config.csrf_cookie_name))
+            if cookie_mode
+            else None
+        )
         try:
-            pair = await refresh_pair(self.issuer, config, token, client_metadata(request))
+            pair = await self.issuer.refresh(token, meta, binding=binding)
         except AuthError as error:
             if not cookie_mode or error.status != 401:
                 raise
@@ -234,7 +218,9 @@ class AuthRoutes:
 
     async def logout_all(self, request: Request) -> Response:
         user = _user(request)
-        ended = await self.issuer.logout_everywhere(user.id, metadata=client_metadata(request))
+        ended = await self.issuer.logout_all(
+            user.id, session_id=user.session_id, metadata=client_metadata(request)
+        )
         return self._done({"ended": len(ended)}, clear=True)
 
     async def list_sessions(self, request: Request) -> Response:
@@ -251,23 +237,8 @@ class AuthRoutes:
         return self._done({"revoked": True}, clear=sid == user.session_id)
 
     async def session_status(self, request: Request) -> Response:
-        user = _user(request)
-        now = self.issuer.clock()
-        session = await self.issuer.session(user.session_id)
-        claims = user.claims
-        return JSONResponse(
-            {
-                "user_id": user.id,
-                "role": user.role,
-                "session_id": user.session_id,
-                "claims": claims.as_dict(),
-                "expires_at": claims.exp,
-                "remaining": max(0, int(claims.exp - now)),
-                "session_expires_at": session.expires_at if session else None,
-                "session_remaining": max(0, int(session.expires_at - now)) if session else 0,
-            },
-            headers=NO_STORE,
-        )
+        status = await self.issuer.session_status(_user(request).claims)
+        return JSONResponse(status.as_json(), headers=NO_STORE)
 
 
 def auth_routes(

@@ -14,6 +14,7 @@ from jwtsess import (
     AccessClaims,
     AccessTokenSigner,
     KeyRing,
+    SessionPolicy,
     TokenSettings,
     Verifier,
 )
@@ -64,18 +65,19 @@ class RecordingSigner(AccessTokenSigner):
         sid: str,
         *,
         extra_claims: Mapping[str, Any] | None = None,
-        not_before: int = 0,
+        not_before_us: int = 0,
         jkt: str | None = None,
     ) -> tuple[str, AccessClaims]:
         token, claims = super().issue(
-            sub, role, sid, extra_claims=extra_claims, not_before=not_before, jkt=jkt
+            sub, role, sid, extra_claims=extra_claims, not_before_us=not_before_us, jkt=jkt
         )
         self.issued[claims.jti] = claims
         self.sids.setdefault(sid, len(self.issued))
         return token, claims
 
 
-HTTP_CONFIG: Final = WebConfig(refresh_limit=200)
+HTTP_CONFIG: Final = WebConfig()
+HTTP_POLICY: Final = SessionPolicy(refresh_limit=200)
 
 
 class HttpKeys:
@@ -128,10 +130,10 @@ async def build_http_env(keys: HttpKeys, config: WebConfig = HTTP_CONFIG) -> Htt
         signer=AccessTokenSigner(keys.keyring, settings, clock=clock),
         verifier=Verifier(keys.keyring, settings, clock=clock),
     )
-    web = await start_web(kit, MemoryStore(), config=config)
+    web = await start_web(kit, MemoryStore(), config=config, policy=HTTP_POLICY)
     issued: dict[str, AccessClaims] = {}
     sids: dict[str, int] = {}
-    web.issuer.signer = RecordingSigner(
+    web.issuer._signer = RecordingSigner(  # wiretap the private signer
         keys.keyring, settings, clock=clock, issued=issued, sids=sids
     )
     recorder = AcceptRecorder(web.mirror)
