@@ -10,7 +10,7 @@ DOCS_STAMP := $(VENV)/.installed-docs
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck pytest docs docs-serve package redis-server browser wrk bench soak fuzz redteam clean
+.PHONY: run test lint typecheck pytest docs docs-serve package redis-server browser wrk bench soak fuzz model redteam clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,13 @@ bench: $(BENCH_STAMP) redis-server wrk
 # tokens and the HTTP layer (~7 minutes on one core); prints the counts.
 fuzz: $(STAMP)
 	$(BIN)/python -m scripts.fuzz
+
+# The long store-model campaign: MemoryStore against RedisStore on one Redis and
+# on a 3-master cluster, 1000 random operation sequences each (make test runs
+# 25 on one Redis); a divergence prints its minimal sequence.
+model: $(STAMP) redis-server
+	JWTSESS_MODEL_EXAMPLES=1000 JWTSESS_MODEL_BACKENDS=redis,cluster \
+		$(BIN)/pytest -q -p no:cacheprovider tests/test_store_model.py
 
 # A bounded (60 s) loopback soak of mixed traffic against uvicorn and Redis:
 # throughput, errors (target 0) and RSS over time.
