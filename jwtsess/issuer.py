@@ -233,7 +233,8 @@ class Issuer(IssuerBase):
     async def refresh_token_session(self, refresh_token: str) -> SessionInfo | None:
         """The live session ``refresh_token`` names, if it is the current generation.
 
-        :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
+        :raises TokenMalformed: not shaped like a refresh token (no store call).
+        :raises TokenInvalid: its MAC does not verify (no store call).
         """
         ref = decode_refresh_token(self._keyring, refresh_token)
         session = await self.session(ref.sid)
@@ -244,7 +245,8 @@ class Issuer(IssuerBase):
     ) -> bool:
         """End the session ``refresh_token`` names (RFC 7009). False if it was not live.
 
-        :raises TokenMalformed, TokenInvalid: not a refresh token of ours (no store call).
+        :raises TokenMalformed: not shaped like a refresh token (no store call).
+        :raises TokenInvalid: its MAC does not verify (no store call).
         """
         ref = decode_refresh_token(self._keyring, refresh_token)
         return await self.logout(ref.sid, metadata=metadata)

@@ -811,6 +811,25 @@ def test_future_nbf_or_iat_is_refused(kit: KitFactory, name: str, offset: int) -
     invalid(k.verifier, valid_token(active_key(k), **{name: NOW + offset}))
 
 
+@pytest.mark.parametrize(
+    "iat_us",
+    [
+        pytest.param((NOW - 60) * 1_000_000, id="a-minute-before-iat"),
+        pytest.param((NOW + 1) * 1_000_000, id="the-next-second"),
+        pytest.param(float(NOW * 1_000_000), id="a-float"),
+        pytest.param(str(NOW * 1_000_000), id="a-string"),
+        pytest.param(True, id="a-bool"),
+    ],
+)
+def test_iat_us_disagreeing_with_iat_is_refused(kit: KitFactory, iat_us: object) -> None:
+    """``iat_us`` orders user revocations: a token whose ``iat_us`` claims an earlier
+    (or any other) instant than its ``iat`` must not slip under a not-before."""
+    k = kit("RS256")
+    invalid(k.verifier, valid_token(active_key(k), iat=NOW, iat_us=iat_us))
+    accepted = k.verifier.verify(valid_token(active_key(k), iat=NOW, iat_us=NOW * 1_000_000 + 7))
+    assert accepted.issued_us == NOW * 1_000_000 + 7
+
+
 # -- issuer and audience ------------------------------------------------------------
 
 

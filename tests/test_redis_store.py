@@ -20,10 +20,13 @@ from jwtsess import (
     TokenSettings,
 )
 from jwtsess.issuer import Issuer
-from jwtsess.refresh_token import decode_refresh_token
+from jwtsess.refresh_token import decode_refresh_token, new_session_id, user_tag
 from jwtsess.sessions import ClientMetadata, SessionPolicy, TokenPair
+from jwtsess.store import redis_scripts as lua_scripts
+from jwtsess.store.base import NewSession
 from jwtsess.store.redis import RedisStore
-from tests.support.kit import TokenKit
+from jwtsess.store.redis_protocol import LUA_KEYS, SESSION_FIELDS, SESSION_WIDTH, parse_session
+from tests.support.kit import T0, TokenKit
 from tests.support.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.system  # starts private redis-servers
@@ -303,3 +306,64 @@ async def test_bytes_per_session(
 def test_settings_fixture_is_shared() -> None:
     # Guard for the helpers above: they rely on the default access TTL.
     assert TokenSettings(issuer="i", audience="a").access_ttl == 900
+
+
+# -- the protocol written once -------------------------------------------------------------------
+
+
+async def test_python_and_lua_spell_every_key_alike(fresh_redis: RedisServer) -> None:
+    store = RedisStore.from_url(fresh_redis.url, prefix="app1")
+    sid, tag = new_session_id("alice"), user_tag("alice")
+    script = LUA_KEYS + (
+        "return {k_session(ARGV[2]), k_index(ARGV[3], ARGV[4]), k_nbf(ARGV[3], ARGV[4])}"
+    )
+    try:
+        lua = await store.client.eval(script, 0, "app1", sid, tag, "alice")
+        keys = store.keys
+        assert lua == [keys.session(sid), keys.index(tag, "alice"), keys.not_before(tag, "alice")]
+        assert keys.session(sid).startswith("app1:{" + tag + "}")  # the cluster hash tag
+    finally:
+        await store.close()
+
+
+async def test_every_state_script_answers_status_pending_payload_and_the_field_list(
+    fresh_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(fresh_redis.url)
+    sid = new_session_id("alice")
+    meta = ClientMetadata(user_agent="Firefox/140", ip="203.0.113.7")
+    try:
+        await store.create(
+            NewSession(sid, "alice", "user", {"org": "acme"}, meta, "fp:x"),
+            now=T0,
+            absolute_ttl=3600,
+            idle_ttl=600,
+        )
+        raw = await store.client.eval(
+            lua_scripts.GET, 1, store.keys.session(sid), store.prefix, sid, T0 * 1000, ""
+        )
+        status, pending, *fields = raw
+        assert (status, pending) == ("ok", [])
+        # One value per SESSION_FIELDS entry, in its order, parsed by its parser.
+        assert len(fields) == SESSION_WIDTH == len(SESSION_FIELDS)
+        by_name = {
+            name: parse(value)
+            for (name, _, parse), value in zip(SESSION_FIELDS, fields, strict=True)
+        }
+        assert by_name == {
+            "sid": sid,
+            "user_id": "alice",
+            "role": "user",
+            "extra_claims": {"org": "acme"},
+            "generation": 0,
+            "created_at": T0,
+            "last_used_at": T0,
+            "expires_at": T0 + 600,
+            "absolute_expires_at": T0 + 3600,
+            "user_agent": "Firefox/140",
+            "ip": "203.0.113.7",
+            "binding": "fp:x",
+        }
+        assert parse_session(fields) == await store.get(sid, now=T0)
+    finally:
+        await store.close()

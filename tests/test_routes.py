@@ -8,6 +8,7 @@ headers; audit events; no traceback for any malformed input.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -131,6 +132,30 @@ async def test_refresh_reuse_within_grace_and_theft_after_it(web: WebApp) -> Non
     response = await client.get("/me", headers=bearer(first["access_token"]))
     assert_error(response, 401, "token_revoked", www=invalid_token("The token has been revoked."))
     assert_error(await refresh(client, first["refresh_token"]), 401, "session_not_found")
+
+
+async def test_two_tabs_racing_in_cookie_mode_stay_logged_in(web: WebApp) -> None:
+    """One browser, two tabs sending the same cookies before either answer is back
+    (and an answer lost and retried): one rotation and grace answers, never a logout."""
+    browser = await web.cookie_client()
+    csrf = web.csrf(browser)
+
+    def tab() -> httpx.AsyncClient:  # the same cookies, as the browser sends them
+        client = web.client()
+        for cookie in browser.cookies.jar:
+            client.cookies.jar.set_cookie(cookie)
+        return client
+
+    tabs = [tab(), tab(), tab()]
+    answers = await asyncio.gather(*(t.post("/auth/refresh", headers=csrf) for t in tabs[:2]))
+    assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+    web.clock.advance(2)  # the third tab's answer was lost: it retries, old cookies and all
+    retried = await tabs[2].post("/auth/refresh", headers=csrf)
+    assert retried.status_code == 200, retried.text
+    web.clock.advance(1)
+    fresh = await tabs[0].post("/auth/refresh", headers=web.csrf(tabs[0]))  # the new cookies
+    assert fresh.status_code == 200, fresh.text
+    assert (await tabs[0].get("/me")).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,7 @@ passes.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -31,12 +29,12 @@ from .base import (
     REVOKE_SESSION,
     REVOKE_TOKEN,
     REVOKE_USER,
-    FeedBatch,
     NewSession,
     Revocation,
     RevocationKind,
     SessionStore,
 )
+from .memory_feed import MemoryFeed
 
 SWEEP_INTERVAL = 60.0
 
@@ -94,20 +92,15 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-class MemoryStore(SessionStore):
+class MemoryStore(MemoryFeed, SessionStore):
     """Sessions and the revocation feed in this process's memory."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._sessions: dict[str, _Session] = {}
         self._by_user: dict[str, set[str]] = {}
         self._user_not_before: dict[str, tuple[int, int]] = {}  # user -> (nbf µs, until ms)
-        self._feed: deque[tuple[int, Revocation]] = deque()
-        self._last_id = 0
-        self._max_trimmed_id = 0
         self._next_sweep = 0.0
-        self._wakeup: asyncio.Event | None = None
-        self._buckets: dict[str, tuple[float, int]] = {}  # bucket -> (window end, count)
-        self._once: dict[str, float] = {}  # claim_once key -> until
 
     # -- helpers (t: now in ms) ------------------------------------------------------
 
@@ -136,11 +129,7 @@ class MemoryStore(SessionStore):
         for user, (_, until) in list(self._user_not_before.items()):
             if until <= t:
                 del self._user_not_before[user]
-        self._trim(now)
-        for bucket in [b for b, (end, _) in self._buckets.items() if end <= now]:
-            del self._buckets[bucket]
-        for key in [k for k, until in self._once.items() if until <= now]:
-            del self._once[key]
+        self._sweep_feed(now)
 
     def _not_before(self, user_id: str, t: int) -> int:
         entry = self._user_not_before.get(user_id)
@@ -152,20 +141,12 @@ class MemoryStore(SessionStore):
         return max(t, -(-self._not_before(user_id, t) // 1000)) + ttl
 
     def _publish(self, kind: RevocationKind, subject: str, until_ms: int, nbf: int = 0) -> None:
-        self._last_id += 1
-        self._feed.append((self._last_id, Revocation(kind, subject, until_ms / 1000, nbf)))
-        if self._wakeup is not None:
-            self._wakeup.set()
-            self._wakeup = None
+        self._append(Revocation(kind, subject, until_ms / 1000, nbf))
 
     def _end(self, session: _Session, t: int, ttl: int) -> None:
         """Drop a session and revoke its access tokens."""
         self._drop(session)
         self._publish(REVOKE_SESSION, session.sid, self._revocation_until(session.user_id, t, ttl))
-
-    def _trim(self, now: float) -> None:
-        while self._feed and self._feed[0][1].until <= now:
-            self._max_trimmed_id = self._feed.popleft()[0]
 
     def _grant(
         self, outcome: Literal["created", "rotated", "grace"], session: _Session, t: int
@@ -350,63 +331,3 @@ class MemoryStore(SessionStore):
 
     async def revoke_token(self, jti: str, *, now: float, until: float) -> None:
         self._publish(REVOKE_TOKEN, jti, _ms(until))
-
-    # -- rate limiting -----------------------------------------------------------------
-
-    async def hit_rate_limit(
-        self, buckets: Sequence[str], *, now: float, limit: int, window: float
-    ) -> float:
-        self._sweep(now)
-        retry_after = 0.0
-        for bucket in buckets:
-            end, count = self._buckets.get(bucket, (0.0, 0))
-            if end <= now:
-                end, count = (now // window + 1) * window, 0
-            self._buckets[bucket] = (end, count + 1)
-            if count + 1 > limit:
-                retry_after = max(retry_after, end - now)
-        return retry_after
-
-    async def refund_rate_limit(self, buckets: Sequence[str], *, now: float, window: float) -> None:
-        end_of_window = (now // window + 1) * window
-        for bucket in buckets:
-            end, count = self._buckets.get(bucket, (0.0, 0))
-            if end == end_of_window and end > now and count > 0:
-                self._buckets[bucket] = (end, count - 1)
-
-    # -- one-time values -----------------------------------------------------------------
-
-    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
-        self._sweep(now)
-        held = self._once.get(key)
-        if held is not None and held > now:
-            return False
-        self._once[key] = until
-        return True
-
-    # -- the feed --------------------------------------------------------------------
-
-    async def feed_snapshot(self, *, now: float) -> FeedBatch:
-        self._trim(now)
-        return FeedBatch([r for _, r in self._feed], str(self._last_id), reset=True)
-
-    async def feed_resume(self, cursor: str, *, now: float) -> FeedBatch:
-        after = int(cursor)
-        if self._max_trimmed_id > after:
-            return await self.feed_snapshot(now=now)
-        return FeedBatch([r for i, r in self._feed if i > after], str(self._last_id))
-
-    async def feed_wait(self, cursor: str, *, block: float) -> FeedBatch:
-        after = int(cursor)
-        if self._last_id <= after:
-            if self._wakeup is None:
-                self._wakeup = asyncio.Event()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=block)
-            except TimeoutError:
-                return FeedBatch([], cursor)
-        return FeedBatch([r for i, r in self._feed if i > after], str(self._last_id))
-
-    async def trim_feed(self, *, now: float) -> int:
-        self._trim(now)
-        return len(self._feed)
