@@ -4,7 +4,10 @@ Mounts jwtsess the way the README shows: the middleware, the auth routes under
 ``/auth``, the JWKS, plus a login endpoint, two protected routes and a small
 HTML page. The login is throttled with ``LoginLimiter`` (429 with
 ``Retry-After`` after 5 failures a minute for one account from one address,
-escalating; see docs/http.md). Demo users (passwords hashed with scrypt at start-up):
+escalating; see docs/http.md). A login that carries a ``DPoP`` proof opens a
+session bound to the client's key (docs/dpop.md); the page does that with a
+WebCrypto key when "Bind this session to a key" is ticked. Demo users
+(passwords hashed with scrypt at start-up):
 
 - ``alice`` / ``alice-demo-password``: role ``admin``
 - ``bob`` / ``bob-demo-password``: role ``user``
@@ -57,6 +60,7 @@ from starlette.routing import Mount, Route
 from jwtsess import (
     AuthError,
     BadRequest,
+    DPoPVerifier,
     Issuer,
     KeyRing,
     LoginLimiter,
@@ -77,6 +81,7 @@ from jwtsess.web import (
     WebConfig,
     auth_routes,
     client_metadata,
+    dpop_binding,
     error_response,
     jwks_route,
     read_json_object,
@@ -185,6 +190,8 @@ def create_app(config: DemoConfig) -> Starlette:
     keyring, store, mirror, issuer, verifier, web = (
         parts.keyring, parts.store, parts.mirror, parts.issuer, parts.verifier, parts.web
     )  # fmt: skip
+    # One per process: checks DPoP proofs, keeps the resource requests' replay cache.
+    dpop = DPoPVerifier()
     # Password guessing: per account and address, per address, per account (docs/http.md).
     login_limiter = LoginLimiter(store)
     secret = config.introspection_secret
@@ -194,6 +201,7 @@ def create_app(config: DemoConfig) -> Starlette:
         verifier,
         config=web,
         options=OAuthConfig(introspection_clients=clients, introspection_role="admin"),
+        dpop=dpop,
     )
 
     async def login(request: Request) -> Response:
@@ -214,10 +222,15 @@ def create_app(config: DemoConfig) -> Starlette:
                     headers={"Cache-Control": "no-store"},
                 )
             await attempt.succeeded()  # the limits count failures only
-            pair = await issuer.login(username, role, metadata=meta)
+            cookie = body.get("cookie") is True
+            if cookie and "dpop" in request.headers:
+                raise BadRequest("A cookie session is a bearer session; sign in without 'cookie'.")
+            # A DPoP proof binds the session to the client's key (docs/dpop.md).
+            binding = None if cookie else await dpop_binding(request, issuer, dpop)
+            pair = await issuer.login(username, role, metadata=meta, binding=binding)
         except AuthError as error:
             return error_response(web, error)
-        if body.get("cookie") is True:
+        if cookie:
             response = JSONResponse(
                 {"token_type": "Bearer", "expires_in": pair.expires_in,
                  "session_id": pair.session_id},
@@ -253,13 +266,13 @@ def create_app(config: DemoConfig) -> Starlette:
         routes=[
             Route("/", index),
             Route("/auth/login", login, methods=["POST"]),
-            Mount("/auth", app=auth_routes(issuer, config=web, oauth=oauth)),
+            Mount("/auth", app=auth_routes(issuer, config=web, oauth=oauth, dpop=dpop)),
             Route("/me", me),
             Route("/admin", admin),
             jwks_route(keyring),
             oauth.metadata_route(),
         ],
-        middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web)],
+        middleware=[Middleware(JWTAuthMiddleware, verifier=verifier, config=web, dpop=dpop)],
         lifespan=lifespan,
     )
 

@@ -34,7 +34,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from starlette.types import Scope
@@ -44,7 +44,6 @@ from .dpop_checks import ReplayCache, normalize_htu, token_hash
 from .dpop_jwk import PROOF_ALGORITHMS, ProofKey, proof_key
 from .errors import AuthError, DPoPNonceRequired, DPoPProofInvalid
 from .jwk import b64url
-from .store.base import SessionStore
 from .verifier import _json_object, _segment
 
 PROOF_TYP: Final = "dpop+jwt"
@@ -120,6 +119,13 @@ def _b64decode(segment: str) -> bytes:
     """Unpadded base64url to bytes (ASCII already checked)."""
     raw = segment.encode("ascii").translate(_FROM_URLSAFE)
     return binascii.a2b_base64(raw + _PADDING[len(raw) % 4])
+
+
+class OneTimeKeys(Protocol):
+    """Where the token endpoints record proof ``jti``s: a ``SessionStore``, or an
+    ``Issuer`` (which asks its store)."""
+
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +363,7 @@ class DPoPVerifier:
         return checked
 
     async def verify_token_request(
-        self, proof: object, scope: Scope, store: SessionStore, *, jkt: str | None = None
+        self, proof: object, scope: Scope, store: OneTimeKeys, *, jkt: str | None = None
     ) -> DPoPProof:
         """A proof sent to a token endpoint (login, refresh, ``/auth/token``), replay
         checked in the session store (once across every process).

@@ -25,6 +25,7 @@ from .sessions import (
     SessionGrant,
     SessionInfo,
     TokenPair,
+    bound_jkt,
     client_fingerprint,
 )
 from .store.base import NewSession
@@ -67,12 +68,15 @@ class Issuer(IssuerBase):
 
     def _pair(self, grant: SessionGrant, role: str, extra: Mapping[str, Any]) -> TokenPair:
         session = grant.session
+        # A session bound to a DPoP key: its tokens carry cnf.jkt (RFC 9449 section 6).
+        jkt = bound_jkt(session.binding)
         token, claims = self._signer.issue(
             session.user_id,
             role,
             session.sid,
             extra_claims=extra,
             not_before_us=grant.user_not_before_us,
+            jkt=jkt,
         )
         refresh = encode_refresh_token(
             self._keyring.refresh_secret, session.sid, session.generation
@@ -84,6 +88,7 @@ class Issuer(IssuerBase):
             session_id=session.sid,
             claims=claims,
             refresh_expires_at=session.expires_at,
+            token_type="DPoP" if jkt is not None else "Bearer",
             outcome="login" if grant.outcome == "created" else grant.outcome,
         )
 
@@ -250,6 +255,11 @@ class Issuer(IssuerBase):
         """
         ref = decode_refresh_token(self._keyring, refresh_token)
         return await self.logout(ref.sid, metadata=metadata)
+
+    async def claim_once(self, key: str, *, now: float, until: float) -> bool:
+        """Record a one-time value (a DPoP proof's ``jti``) in the store until
+        ``until``; True the first time, across every process."""
+        return await self._store.claim_once(key, now=now, until=until)
 
     async def rate_limit(self, bucket: str, *, limit: int, window: float) -> None:
         """Count one request in ``bucket`` (fixed windows in the store, shared by every

@@ -40,6 +40,11 @@ def client_fingerprint(user_agent: str | None, client_value: str | None = None) 
     return "fp:" + base64.urlsafe_b64encode(digest).decode("ascii")
 
 
+def bound_jkt(binding: str) -> str | None:
+    """The DPoP key thumbprint a session's binding names, or None for any other binding."""
+    return binding[len(KEY_BINDING_PREFIX) :] if binding.startswith(KEY_BINDING_PREFIX) else None
+
+
 def key_binding(jkt: str) -> str:
     """The binding of a session held by the owner of one key (DPoP, RFC 9449):
     ``jkt`` is the key's RFC 7638 thumbprint. Enforced on every rotation."""

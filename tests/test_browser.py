@@ -272,3 +272,71 @@ def test_reload_after_sign_out_everywhere_shows_sign_in(  # regression: stale-co
     finally:
         context_b.close()
         context_a.close()
+
+
+def test_dpop_session_in_chromium(browser: Browser, demo_url_default_ttl: str) -> None:
+    """DPoP mode: a WebCrypto key nobody can export; a copied token is refused without it."""
+    import httpx
+
+    from jwtsess import DPoPKey
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    url = demo_url_default_ttl
+    context = browser.new_context()
+    page_errors: list[str] = []
+    try:
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.goto(url)
+        expect(page.locator("#login")).to_be_visible()
+        page.fill("#username", "alice")
+        page.fill("#password", "alice-demo-password")
+        page.check("#dpop")
+        page.click("#sign-in")
+        expect(page.locator("#who")).to_have_text("alice")
+        expect(page.locator("#token-type")).to_have_text("DPoP")
+
+        # The page calls /me with its key; the token is bound to that key.
+        call_me = "async () => { const r = await api('/me'); return [r.status, await r.json()]; }"
+        status, me = page.evaluate(call_me)
+        assert status == 200, me
+        jkt = me["cnf"]["jkt"]
+        # The private key cannot be read out of the browser.
+        export = page.evaluate(
+            """async () => { const k = await dpopKey(false);
+                try { await crypto.subtle.exportKey("jwk", k.privateKey); return "exported"; }
+                catch (e) { return e.name; } }"""
+        )
+        assert export == "InvalidAccessError"
+
+        # Refresh with the key: new tokens, still bound to the same key.
+        before = page.evaluate("() => dpopTokens().access")
+        assert page.evaluate("() => refresh()") is True
+        after = page.evaluate("() => dpopTokens().access")
+        assert after != before
+        status, me = page.evaluate(call_me)
+        assert status == 200, me
+        assert me["cnf"]["jkt"] == jkt
+
+        # A thief copies both tokens out of the page: without the key they are refused.
+        refresh_token = page.evaluate("() => dpopTokens().refresh")
+        thief_key = DPoPKey.generate()
+        with httpx.Client(base_url=url, timeout=10) as thief:
+            as_bearer = thief.get("/me", headers={"Authorization": f"Bearer {after}"})
+            assert (as_bearer.status_code, as_bearer.json()["error"]) == (401, "dpop_required")
+            proof = thief_key.proof("GET", f"{url}/me", access_token=after)
+            own_key = thief.get("/me", headers={"Authorization": f"DPoP {after}", "DPoP": proof})
+            assert (own_key.status_code, own_key.json()["error"]) == (401, "invalid_dpop_proof")
+            stolen = thief.post(
+                "/auth/refresh",
+                json={"refresh_token": refresh_token},
+                headers={"DPoP": thief_key.proof("POST", f"{url}/auth/refresh")},
+            )
+            assert (stolen.status_code, stolen.json()["error"]) == (401, "invalid_dpop_proof")
+        # The page's own session is untouched by the thief's attempts.
+        status, _ = page.evaluate(call_me)
+        assert status == 200
+    finally:
+        context.close()
+    assert not page_errors, page_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jwtsess import RateLimited, RefreshReused, SessionNotFound, TokenInvalid
+from jwtsess import DPoPProofInvalid, RateLimited, RefreshReused, SessionNotFound
 from jwtsess.refresh_token import new_session_id
 from jwtsess.sessions import ClientMetadata, SessionGrant, SessionPolicy, key_binding
 from jwtsess.store.base import NewSession, Revocation, SessionStore
@@ -483,7 +483,7 @@ async def test_grace_answers_per_generation_are_capped(store: SessionStore) -> N
 async def test_key_bound_session_refuses_another_binding(store: SessionStore) -> None:
     bound = key_binding("thumbprint-of-the-key")
     sid = await open_session(store, binding=bound)
-    with pytest.raises(TokenInvalid):  # a copied token without its key: refused, not theft
+    with pytest.raises(DPoPProofInvalid):  # a copied token without its key: refused, not theft
         await rotate(store, sid, 0, T0, binding="fp:thief")
     grant = await rotate(store, sid, 0, T0 + 1, binding=bound)
     assert (grant.session.generation, grant.session.binding) == (1, bound)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..access import MICROS
-from ..errors import RateLimited, RefreshReused, SessionNotFound, TokenInvalid
+from ..errors import DPoPProofInvalid, RateLimited, RefreshReused, SessionNotFound
 from ..sessions import (
     KEY_BINDING_PREFIX,
     ClientMetadata,
@@ -199,7 +199,7 @@ class MemoryStore(MemoryFeed, SessionStore):
         outcome: Literal["rotated", "grace"]
         if generation == session.generation:
             if session.binding.startswith(KEY_BINDING_PREFIX) and binding != session.binding:
-                raise TokenInvalid("The refresh token is bound to another client.")
+                raise DPoPProofInvalid("The session is bound to a key: send its proof.")
             outcome = "rotated"
         elif (
             generation == session.generation - 1

@@ -27,7 +27,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from ..access import MICROS
-from ..errors import RateLimited, RefreshReused, SessionNotFound, TokenInvalid
+from ..errors import DPoPProofInvalid, RateLimited, RefreshReused, SessionNotFound
 from ..refresh_token import is_session_id, session_tag, user_tag
 from ..sessions import ClientMetadata, SessionGrant, SessionInfo, SessionPolicy
 from . import redis_scripts as lua
@@ -202,7 +202,7 @@ class RedisStore(RedisFeed, SessionStore):
         if status == "limited":
             raise RateLimited(retry_after=retry_seconds(int(answer.payload[0])))
         if status == "unbound":
-            raise TokenInvalid("The refresh token is bound to another client.")
+            raise DPoPProofInvalid("The session is bound to a key: send its proof.")
         return self._grant("grace" if status == "grace" else "rotated", answer)
 
     async def get(self, sid: str, *, now: float) -> SessionInfo | None:

@@ -1,5 +1,6 @@
 """The Starlette layer: middleware, guards, auth routes, cookies and error answers."""
 
+from .binding import dpop_binding as dpop_binding
 from .config import WebConfig as WebConfig
 from .guards import Requirement as Requirement
 from .guards import add_exception_handlers as add_exception_handlers
@@ -33,6 +34,7 @@ __all__ = [
     "auth_routes",
     "clear_session_cookies",
     "client_metadata",
+    "dpop_binding",
     "error_response",
     "jwks_route",
     "read_body",

@@ -30,10 +30,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..access import AccessClaims
+from ..dpop import DPoPVerifier
 from ..errors import AuthError, TokenExpired, TokenRevoked
 from ..issuer import Issuer
 from ..refresh_token import REFRESH_TOKEN_PREFIX
 from ..verifier import Verifier
+from .binding import dpop_binding
 from .config import WebConfig
 from .middleware import JWTUser
 from .oauth_wire import (
@@ -107,6 +109,8 @@ class OAuthEndpoints:
     :param verifier: checks access tokens presented for revocation or introspection.
     :param config: the ``WebConfig`` of the auth routes (prefix, limits, realm).
     :param options: publishing and introspection settings.
+    :param dpop: checks DPoP proofs at the token endpoint (RFC 9449 section 5): a
+        bound session refreshes only with a proof from its key.
     :raises ValueError: a bad ``base_url`` or introspection settings.
     """
 
@@ -117,9 +121,11 @@ class OAuthEndpoints:
         *,
         config: WebConfig | None = None,
         options: OAuthConfig | None = None,
+        dpop: DPoPVerifier | None = None,
     ) -> None:
         self.issuer = issuer
         self.verifier = verifier
+        self.dpop = dpop or DPoPVerifier()
         self.config = config or WebConfig()
         self.options = options or OAuthConfig()
         self.base_url = _check_base_url(self.options.base_url or issuer.settings.issuer)
@@ -165,6 +171,7 @@ class OAuthEndpoints:
             "response_types_supported": [],  # no authorization endpoint
             "grant_types_supported": [GRANT],
             "token_endpoint_auth_methods_supported": ["none"],
+            "dpop_signing_alg_values_supported": self.dpop.algs.split(),  # RFC 9449 5.1
             "revocation_endpoint_auth_methods_supported": ["none"],
         }
         if self.introspection:
@@ -232,7 +239,8 @@ class OAuthEndpoints:
         requested = _scope_set(params["scope"]) if "scope" in params else None
         if requested is not None:
             await self._check_scope(token, requested)
-        pair = await self.issuer.refresh(token, client_metadata(request))
+        binding = await dpop_binding(request, self.issuer, self.dpop)
+        pair = await self.issuer.refresh(token, client_metadata(request), binding=binding)
         body = pair.as_json()
         body["scope"] = " ".join(self.config.scopes_for(pair.claims.role))
         return JSONResponse(body, headers=NO_STORE)

@@ -17,6 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
+from ..dpop import DPoPVerifier
 from ..errors import (
     AuthError,
     BadRequest,
@@ -27,6 +28,7 @@ from ..errors import (
 from ..issuer import Issuer
 from ..keyring import KeyRing
 from ..sessions import ClientMetadata, client_fingerprint
+from .binding import dpop_binding
 from .config import WebConfig
 from .fallthrough import fall_through
 from .middleware import JWTUser
@@ -112,13 +114,18 @@ class AuthRoutes:
     """The handlers behind ``auth_routes``; each turns an ``AuthError`` into its answer."""
 
     def __init__(
-        self, issuer: Issuer, config: WebConfig, oauth: OAuthEndpoints | None = None
+        self,
+        issuer: Issuer,
+        config: WebConfig,
+        oauth: OAuthEndpoints | None = None,
+        dpop: DPoPVerifier | None = None,
     ) -> None:
         if oauth is not None and oauth.config.prefix != config.prefix:
             raise ValueError("the OAuth endpoints must share the auth routes' WebConfig prefix")
         self.issuer = issuer
         self.config = config
         self.oauth = oauth
+        self.dpop = dpop or DPoPVerifier()
 
     def _answer(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -172,10 +179,12 @@ class AuthRoutes:
         meta = client_metadata(request)
         # Cookie mode: the CSRF cookie is a value only this browser holds; with the
         # user agent it is the binding a grace answer must match.
+        # Header mode: a DPoP proof names the key (a bound session needs its own).
+        # Cookie sessions are bearer sessions; a proof sent with one is not looked at.
         binding = (
             client_fingerprint(meta.user_agent, request.cookies.get(config.csrf_cookie_name))
             if cookie_mode
-            else None
+            else await dpop_binding(request, self.issuer, self.dpop)
         )
         try:
             pair = await self.issuer.refresh(token, meta, binding=binding)
@@ -242,15 +251,21 @@ class AuthRoutes:
 
 
 def auth_routes(
-    issuer: Issuer, *, config: WebConfig | None = None, oauth: OAuthEndpoints | None = None
+    issuer: Issuer,
+    *,
+    config: WebConfig | None = None,
+    oauth: OAuthEndpoints | None = None,
+    dpop: DPoPVerifier | None = None,
 ) -> Router:
     """The auth ``Router``; mount it at ``config.prefix`` (default ``/auth``).
 
     :param oauth: also mount its OAuth 2.0 endpoints (``/token``, ``/revoke``,
         ``/introspect``); it must be built with the same ``config``.
+    :param dpop: checks the DPoP proofs of refreshes (docs/dpop.md); default
+        ``DPoPVerifier()``.
     """
     web = config or (oauth.config if oauth is not None else WebConfig())
-    return AuthRoutes(issuer, web, oauth).router()
+    return AuthRoutes(issuer, web, oauth, dpop).router()
 
 
 def jwks_route(keyring: KeyRing, *, path: str = "/.well-known/jwks.json") -> Route:

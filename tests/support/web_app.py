@@ -56,6 +56,7 @@ from jwtsess.web import (
     WebConfig,
     auth_routes,
     client_metadata,
+    dpop_binding,
     error_response,
     jwks_route,
     read_json_object,
@@ -250,6 +251,7 @@ def build_web(
         issuer,
         verifier,
         config=web,
+        dpop=proofs,
         options=oauth
         or OAuthConfig(
             introspection_clients=dict([INTROSPECTION_CLIENT]), introspection_role="admin"
@@ -263,8 +265,13 @@ def build_web(
             user_id, role = body.get("user_id"), body.get("role", "user")
             if not isinstance(user_id, str) or not isinstance(role, str):
                 raise BadRequest("user_id and role must be strings.")
+            binding = None
+            if body.get("cookie") is not True:
+                binding = await dpop_binding(request, issuer, proofs)
             try:
-                pair = await issuer.login(user_id, role, metadata=client_metadata(request))
+                pair = await issuer.login(
+                    user_id, role, metadata=client_metadata(request), binding=binding
+                )
             except ValueError:  # an empty or over-long user id or role
                 raise BadRequest("user_id and role must be short non-empty strings.") from None
         except AuthError as error:
@@ -282,7 +289,9 @@ def build_web(
     app = Starlette(
         routes=[
             Route(f"{web.prefix}/login", login, methods=["POST"]),
-            Mount(web.prefix, app=auth_routes(issuer, config=web, oauth=oauth_endpoints)),
+            Mount(
+                web.prefix, app=auth_routes(issuer, config=web, oauth=oauth_endpoints, dpop=proofs)
+            ),
             Route("/public", public, methods=ALL_METHODS),
             Route("/cookie-names", cookie_names),
             Route("/me", me, methods=ALL_METHODS),
