@@ -9,7 +9,7 @@ Variants, same app and route, same process, interleaved:
 4. one signature verification of the proof's algorithm, alone (the
    ``cryptography`` call the proof check makes, through PyJWT's algorithm object).
 
-Budget (shared/DESIGN.md): DPoP <= (bearer + one proof verification) x 1.2.
+Budget (docs/benchmarks.md): DPoP <= (bearer + one proof verification) x 1.2.
 """
 
 from __future__ import annotations

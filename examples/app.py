@@ -27,7 +27,11 @@ Configuration comes from the environment:
   ``admin`` access tokens may introspect);
 - ``JWTSESS_ISSUER``: the ``iss`` claim (default ``http://HOST:PORT``); give
   several processes serving one site the same value;
-- ``JWTSESS_AUDIENCE``: the ``aud`` claim (default ``jwtsess-demo``).
+- ``JWTSESS_AUDIENCE``: the ``aud`` claim (default ``jwtsess-demo``);
+- ``WORKERS``: worker processes on the one port (default 1; more need
+  ``REDIS_URL``, so they share sessions and revocations). Served by
+  ``examples/serve.py``, which keeps ``TCP_NODELAY`` on (``uvicorn --workers``
+  does not: every keep-alive answer then waits ~40 ms).
 
 Several instances behind one address are one issuer: give them the same
 ``JWTSESS_ISSUER`` (the public address), ``JWTSESS_AUDIENCE``, key directory and
@@ -297,6 +301,16 @@ def main() -> None:
     issuer = config.issuer or f"http://{config.host}:{config.port}"
     print(f"jwtsess demo: iss {issuer!r}, aud {config.audience!r}")
     print(f"jwtsess demo: open http://{config.host}:{config.port}/  (alice / alice-demo-password)")
+    workers = int(os.environ.get("WORKERS", "1"))
+    if workers > 1:
+        if not config.redis_url:
+            raise SystemExit("WORKERS > 1 needs REDIS_URL: each worker would have its own sessions")
+        from .serve import run_workers
+
+        run_workers(
+            "examples.app:app_from_env", host=config.host, port=config.port, workers=workers
+        )
+        return
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 
 
