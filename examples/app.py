@@ -141,7 +141,10 @@ class PasswordBook:
     @classmethod
     def _hash(cls, password: str, salt: bytes | None = None) -> tuple[bytes, bytes]:
         salt = salt or secrets.token_bytes(16)
-        return salt, hashlib.scrypt(password.encode("utf-8"), salt=salt, **cls._PARAMS)
+        # surrogatepass: a JSON body may spell a lone surrogate ("\ud800"), which strict
+        # UTF-8 cannot encode; such a password is simply wrong, never a 500.
+        secret = password.encode("utf-8", "surrogatepass")
+        return salt, hashlib.scrypt(secret, salt=salt, **cls._PARAMS)
 
     def check(self, username: str, password: str) -> str | None:
         """The user's role if the password is right, else None (same cost either way)."""

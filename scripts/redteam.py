@@ -465,6 +465,8 @@ async def forgery_tampering(t: Target) -> None:
     if t.foreign_token:
         variants["a token of another deployment"] = t.foreign_token
     for label, forged in variants.items():
+        if forged == token:
+            continue  # e.g. no '-' or '_' to swap: the variant is the token itself
         t.case = f"forgery/tampering: {label}"
         await _forged(t, forged, label)
     t.case = "forgery/tampering"
@@ -1258,6 +1260,70 @@ async def _ws_outcome(url: str, **kw: Any) -> str:
         return f"http:{refused.response.status_code}"
     except websockets.ConnectionClosed as closed:
         return f"closed:{closed.rcvd.code if closed.rcvd else None}"
+
+
+@case("dpop/thief binds a stolen bearer session to its own key")
+async def dpop_thief_upgrade(t: Target) -> None:
+    victim = t.client(ua="Mozilla/5.0 victim")
+    pair = await t.login("bob", c=victim)  # a bearer session
+    rt0 = pair["refresh_token"]
+    thief_key = ProofMaker()
+    thief = t.client("127.0.0.11", ua="Mozilla/5.0 victim")  # even the same user agent
+    proof = thief_key.proof("POST", _htu(t, "/auth/refresh"), iat=time.time())
+    r = await t.refresh(rt0, thief, headers={"DPoP": proof})
+    if r.status_code != 200:
+        return  # a proof on a bearer session is refused: nothing to take over
+    stolen = r.json()
+    _, claims, _ = parts(stolen["access_token"])
+    # Later (after any grace window), the victim presents its stale token: theft must be
+    # detected whatever binding the thief added, and the thief's tokens must stop working.
+    r = await t.refresh(rt0, t.client(ua="Mozilla/5.0 victim, later"))
+    expect(
+        error_code(r) == "refresh_reused",
+        f"the victim's stale refresh after the thief bound the session to its key "
+        f"(cnf {claims.get('cnf')}): {r.status_code} {r.text}",
+    )
+    proof = thief_key.proof("POST", _htu(t, "/auth/refresh"), iat=time.time())
+    t.refused(await t.refresh(stolen["refresh_token"], thief, headers={"DPoP": proof}), 401)
+
+
+@case("dpop/introspection of a bound token")
+async def dpop_introspection(t: Target) -> None:
+    key = ProofMaker()
+    pair = await _dpop_login(t, key)
+    if pair is None:
+        raise Flaw("the demo's login ignores a valid DPoP proof (no DPoP-bound session)")
+    alice = await t.login("alice")
+    r = t.seen(
+        await t.client().post(
+            "/auth/introspect",
+            data={"token": pair["access_token"]},
+            headers={"Authorization": f"Bearer {alice['access_token']}"},
+        )
+    )
+    body = r.json()
+    expect(body.get("active") is True, f"introspection: {r.text}")
+    # RFC 9449 section 6.2: a resource server must learn the token is sender-constrained.
+    expect(
+        body.get("cnf", {}).get("jkt") == key.jkt and body.get("token_type") != "Bearer",
+        f"a DPoP-bound token introspects as {body.get('token_type')!r} with cnf "
+        f"{body.get('cnf')}: a resource server trusting token_type accepts it as a bearer token",
+    )
+
+
+@case("session/revoking another user's session by id")
+async def idor_sessions(t: Target) -> None:
+    alice = await t.login("alice")
+    bob = await t.login("bob")
+    c = t.client()
+    auth = {"Authorization": f"Bearer {bob['access_token']}"}
+    r = t.seen(await c.delete(f"/auth/sessions/{alice['session_id']}", headers=auth))
+    t.refused(r, 404)
+    r = await t.me(alice["access_token"])
+    expect(r.status_code == 200, f"alice after bob's DELETE of her session: {r.status_code}")
+    r = t.seen(await c.get("/auth/sessions", headers=auth))
+    listed = {s.get("session_id") for s in r.json().get("sessions", [])}
+    expect(alice["session_id"] not in listed, "bob's session list shows alice's session")
 
 
 @case("websocket/anonymous and forged")

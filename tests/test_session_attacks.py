@@ -357,3 +357,20 @@ async def test_grace_window_replay_from_another_client_is_theft(make_web: MakeWe
     assert_error(await refresh(client, first.json()["refresh_token"]), 401, "session_not_found")
     assert_error(await me(web, first.json()["access_token"]), 401, "token_revoked")
     assert USER_AGENT != THIEF_UA
+
+
+async def test_lone_surrogate_password_on_the_fastapi_demo_login_is_not_a_500(
+    tmp_path: Path,
+) -> None:
+    """FastAPI parses the body itself (not through ``read_json_object``): a password of
+    ``"\\ud800"`` reached the demo's scrypt hash and raised UnicodeEncodeError, a 500 with
+    a traceback. ``PasswordBook`` now hashes such a string (it is just a wrong password)."""
+    app = _fastapi_demo(tmp_path)
+    async with _client(app, ATTACKER) as client:
+        answer = await client.post(
+            "/auth/login",
+            content=b'{"username": "bob", "password": "\\ud800"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert answer.status_code == 401, answer.text
+        assert answer.json()["error"] == "invalid_credentials"
