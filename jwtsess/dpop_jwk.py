@@ -10,8 +10,6 @@ a client that sends its private key has lost it, so the proof is refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import secrets
@@ -24,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import Algorithm
 
 from .clock import Clock, system_clock
-from .jwk import b64url, thumbprint, to_low_s
+from .jwk import NotCanonical, b64url, b64url_decode, thumbprint, to_low_s
 
 #: The proof algorithms jwtsess accepts, in the order a challenge lists them.
 PROOF_ALGORITHMS: Final = ("ES256", "EdDSA", "RS256", "PS256")
@@ -42,12 +40,11 @@ def _number(jwk: Mapping[str, Any], name: str, max_bytes: int) -> bytes:
     if not isinstance(value, str) or not 0 < len(value) <= (max_bytes * 4 + 2) // 3:
         raise ValueError(f"'{name}' is missing or too long")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(value)
+    except NotCanonical:
+        raise ValueError(f"'{name}' is not canonical base64url") from None
+    except ValueError:
         raise ValueError(f"'{name}' is not base64url") from None
-    if b64url(raw) != value:
-        raise ValueError(f"'{name}' is not canonical base64url")
-    return raw
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ happens on the request path.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import secrets
@@ -65,6 +66,28 @@ def to_low_s(raw_signature: bytes) -> bytes:
 def b64url(data: bytes) -> str:
     """Unpadded base64url, as JOSE writes it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class NotCanonical(ValueError):
+    """Base64url that decodes, but is not the one spelling ``b64url`` gives its bytes."""
+
+
+def b64url_decode(text: str) -> bytes:
+    """Unpadded base64url to bytes, refusing every other spelling of them.
+
+    Re-encoding must give back the very same text: this refuses padding, stray
+    characters and non-zero trailing bits.
+
+    :raises NotCanonical: it decodes, but is not written the one way.
+    :raises ValueError: not base64url at all.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+    if b64url(raw) != text:
+        raise NotCanonical("not canonical base64url")
+    return raw
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:

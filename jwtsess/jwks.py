@@ -22,9 +22,6 @@ algorithms this library does not verify (PS256, RS512, ...).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -33,8 +30,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import Algorithm
 
+from . import strict_json
 from .errors import KeyringError
-from .jwk import RSA_BITS
+from .jwk import RSA_BITS, NotCanonical, b64url_decode
 
 MAX_JWKS_BYTES: Final = 256 * 1024
 MAX_JWKS_KEYS: Final = 100
@@ -60,28 +58,16 @@ class PublicKey:
     members: tuple[tuple[str, str], ...] = field(repr=False)  # the public members, compared
 
 
-class _Duplicate(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _Duplicate("duplicate member")
-    return obj
-
-
 def _b64(jwk: Mapping[str, Any], name: str, where: str) -> bytes:
     value = jwk.get(name)
     if not isinstance(value, str) or not value:
         raise KeyringError(f"{where}: member {name!r} is missing or not a string")
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(value)
+    except NotCanonical:
+        raise KeyringError(f"{where}: member {name!r} is not canonical base64url") from None
+    except ValueError:
         raise KeyringError(f"{where}: member {name!r} is not base64url") from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != value:
-        raise KeyringError(f"{where}: member {name!r} is not canonical base64url")
-    return raw
 
 
 def _rsa(jwk: Mapping[str, Any], where: str) -> rsa.RSAPublicKey:
@@ -180,8 +166,8 @@ def parse_jwks(raw: bytes, *, source: str) -> dict[str, PublicKey]:
     if len(raw) > MAX_JWKS_BYTES:
         raise KeyringError(f"{source}: larger than {MAX_JWKS_BYTES} bytes")
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except _Duplicate:
+        document = strict_json.loads(raw.decode("utf-8"))
+    except strict_json.DuplicateMember:
         raise KeyringError(f"{source}: a JSON object has a duplicate member") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise KeyringError(f"{source}: not a JSON document") from None

@@ -20,7 +20,6 @@ in one slot and each script touches one slot, knowing only the sid.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import re
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from .errors import TokenInvalid, TokenMalformed
+from .jwk import b64url
 
 REFRESH_TOKEN_PREFIX: Final = "rt1."
 MAX_REFRESH_TOKEN_LENGTH: Final = 128
@@ -40,13 +40,9 @@ _TOKEN_RE: Final = re.compile(
 SID_RE: Final = re.compile(_SID_PATTERN)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def user_tag(user_id: str) -> str:
     """The 8-character hash tag shared by every session of ``user_id``."""
-    return _b64(hashlib.sha256(user_id.encode("utf-8")).digest()[:6])
+    return b64url(hashlib.sha256(user_id.encode("utf-8")).digest()[:6])
 
 
 def new_session_id(user_id: str) -> str:
@@ -95,7 +91,7 @@ def _lookup(secrets: RefreshSecretSource | RefreshSecret | bytes, secret_id: int
 
 
 def _mac(secret: bytes, body: str) -> str:
-    return _b64(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
+    return b64url(hmac.new(secret, body.encode("ascii"), hashlib.sha256).digest())
 
 
 def encode_refresh_token(secret: RefreshSecret | bytes, sid: str, gen: int) -> str:

@@ -24,16 +24,13 @@ are the same with either.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
 from typing import Any, Final, Protocol
 
+from . import strict_json
 from .access import MICROS, RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
 from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
-from .jwk import is_low_s
+from .jwk import NotCanonical, b64url_decode, is_low_s
 from .keysource import KeySource
 from .metrics import MetricsSink
 from .refresh_token import REFRESH_TOKEN_PREFIX
@@ -43,9 +40,6 @@ ALLOWED_HEADER_MEMBERS: Final = frozenset({"alg", "kid", "typ"})
 ACCEPTED_TYP: Final = frozenset({"at+jwt", "application/at+jwt"})
 MAX_KID_LENGTH: Final = 128
 MAX_STRING_CLAIM_LENGTH: Final = 512
-# NumericDate bounds: a 20-digit integer is already past any sane date, and
-# refusing long digit strings up front avoids int() doing quadratic work.
-_MAX_INT_DIGITS: Final = 20
 _JKT_LENGTH: Final = 43  # base64url of a SHA-256 digest
 
 
@@ -59,60 +53,21 @@ class RevocationCheck(Protocol):
     def check(self, claims: AccessClaims) -> None: ...
 
 
-class _Duplicate(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _Duplicate("duplicate member")
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
-        raise ValueError("integer too long")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("non-finite number")
-    return value
-
-
-_STRICT_JSON: Final = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates,
-    parse_constant=_no_constants,
-    parse_int=_bounded_int,
-    parse_float=_finite_float,
-)
-
-
 def _segment(segment: str, what: str) -> bytes:
-    """Decode one base64url segment, refusing padding and non-canonical encodings."""
+    """Decode one base64url segment, refusing padding and non-canonical encodings
+    (a second spelling of the same bytes would make token strings malleable)."""
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        return b64url_decode(segment)
+    except NotCanonical:
+        raise TokenMalformed(f"The token's {what} is not canonical base64url.") from None
+    except ValueError:
         raise TokenMalformed(f"The token's {what} is not base64url.") from None
-    # Re-encoding must give back the very same text: this refuses padding,
-    # stray characters and non-zero trailing bits (a second spelling of the
-    # same bytes, which would make token strings malleable).
-    if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode("ascii", "replace"):
-        raise TokenMalformed(f"The token's {what} is not canonical base64url.")
-    return raw
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _STRICT_JSON.decode(raw.decode("utf-8"))
-    except _Duplicate:
+        value = strict_json.loads(raw.decode("utf-8"))
+    except strict_json.DuplicateMember:
         raise TokenInvalid(f"The token's {what} has a duplicate member.") from None
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise TokenMalformed(f"The token's {what} is not a JSON object.") from None
