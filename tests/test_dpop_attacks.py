@@ -9,8 +9,11 @@ test app (tests/web_app.py) on a frozen clock.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -385,3 +388,102 @@ async def test_forged_nonce_is_refused(nonce_app: WebApp) -> None:
     proof = maker.proof("GET", URL, iat=T0, access_token=token, nonce=forged)
     response = await nonce_app.client().get("/me", headers=dpop_headers(token, proof))
     assert_refused(response, "use_dpop_nonce")
+
+
+# -- found by the black-box review of the demo (scripts/redteam.py) --------------------------
+
+
+@contextlib.asynccontextmanager
+async def _demo_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The demo (examples/app.py) in-process, its lifespan (the mirror) running."""
+    from examples.app import DemoConfig, create_app
+
+    config = DemoConfig(
+        host="127.0.0.1",
+        port=8000,
+        keys_dir=str(tmp_path / "keys"),
+        alg="ES256",
+        access_ttl=900,
+        secure_cookies=False,
+        redis_url=None,
+    )
+    app = create_app(config)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 50000))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url=DEMO) as client,
+    ):
+        yield client
+
+
+DEMO = "http://127.0.0.1:8000"
+
+
+async def _bound_login(client: httpx.AsyncClient, key: ProofMaker) -> dict[str, str]:
+    proof = key.proof("POST", f"{DEMO}/auth/login", iat=time.time())
+    answer = await client.post(
+        "/auth/login",
+        json={"username": "bob", "password": "bob-demo-password"},
+        headers={"DPoP": proof},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["token_type"] == "DPoP"
+    pair: dict[str, str] = answer.json()
+    return pair
+
+
+async def test_copied_refresh_token_of_a_bound_session_cannot_revoke_it(tmp_path: Path) -> None:
+    """docs/architecture.md: a thief holding only a bound session's refresh token
+    "cannot log the user out". ``POST /auth/revoke`` (RFC 7009) took the copied
+    token without a proof and ended the session. Now a bound session's current
+    refresh token is revoked only with a proof from its key (``invalid_dpop_proof``
+    otherwise, and nothing changes); the owner, with its key, still can."""
+    key = ProofMaker()
+    async with _demo_client(tmp_path) as client:
+        pair = await _bound_login(client, key)
+        thief = await client.post("/auth/revoke", data={"token": pair["refresh_token"]})
+        assert thief.status_code == 400, thief.text
+        assert thief.json()["error"] == "invalid_dpop_proof"
+        other = ProofMaker().proof("POST", f"{DEMO}/auth/revoke", iat=time.time())
+        thief = await client.post(
+            "/auth/revoke", data={"token": pair["refresh_token"]}, headers={"DPoP": other}
+        )
+        assert thief.status_code == 400, thief.text
+        me = key.proof("GET", f"{DEMO}/me", iat=time.time(), access_token=pair["access_token"])
+        alive = await client.get("/me", headers=dpop_headers(pair["access_token"], me))
+        assert alive.status_code == 200, alive.text
+
+        mine = key.proof("POST", f"{DEMO}/auth/revoke", iat=time.time())
+        owner = await client.post(
+            "/auth/revoke", data={"token": pair["refresh_token"]}, headers={"DPoP": mine}
+        )
+        assert owner.status_code == 200, owner.text
+        again = key.proof("POST", f"{DEMO}/auth/refresh", iat=time.time())
+        refused = await client.post(
+            "/auth/refresh", json={"refresh_token": pair["refresh_token"]}, headers={"DPoP": again}
+        )
+        assert refused.status_code == 401
+
+
+async def test_copied_bound_access_token_cannot_be_revoked_without_its_key(
+    tmp_path: Path,
+) -> None:
+    """The same through the access token: ``/auth/revoke`` denied a copied DPoP-bound
+    access token by its ``jti`` without any proof. Now it needs the bound key's proof."""
+    key = ProofMaker()
+    async with _demo_client(tmp_path) as client:
+        pair = await _bound_login(client, key)
+        token = pair["access_token"]
+        thief = await client.post("/auth/revoke", data={"token": token})
+        assert thief.status_code == 400, thief.text
+        assert thief.json()["error"] == "invalid_dpop_proof"
+        me = key.proof("GET", f"{DEMO}/me", iat=time.time(), access_token=token)
+        alive = await client.get("/me", headers=dpop_headers(token, me))
+        assert alive.status_code == 200, alive.text
+
+        mine = key.proof("POST", f"{DEMO}/auth/revoke", iat=time.time())
+        owner = await client.post("/auth/revoke", data={"token": token}, headers={"DPoP": mine})
+        assert owner.status_code == 200, owner.text
+        me = key.proof("GET", f"{DEMO}/me", iat=time.time(), access_token=token)
+        gone = await client.get("/me", headers=dpop_headers(token, me))
+        assert gone.status_code == 401

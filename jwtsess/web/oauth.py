@@ -31,9 +31,10 @@ from starlette.routing import Route
 
 from ..access import AccessClaims
 from ..dpop import DPoPVerifier
-from ..errors import AuthError, TokenExpired, TokenRevoked
+from ..errors import AuthError, DPoPProofInvalid, TokenExpired, TokenRevoked
 from ..issuer import Issuer
 from ..refresh_token import REFRESH_TOKEN_PREFIX
+from ..sessions import bound_jkt, key_binding
 from ..verifier import Verifier
 from .binding import dpop_binding
 from .config import WebConfig
@@ -268,15 +269,32 @@ class OAuthEndpoints:
         # narrows the search (RFC 7009 §2.1: search every supported type).
         if token.startswith(REFRESH_TOKEN_PREFIX):
             try:
+                session = await self.issuer.refresh_token_session(token)
+                if session is not None and bound_jkt(session.binding) is not None:
+                    await self._require_key(request, session.binding)
                 await self.issuer.revoke_refresh_token(token, metadata=client_metadata(request))
+            except DPoPProofInvalid:
+                raise
             except AuthError as error:
                 if error.status == 503:
                     raise
             return Response(status_code=200, headers=NO_STORE)
         claims = self._access_claims(token)
         if claims is not None:
+            if claims.jkt is not None:
+                await self._require_key(request, key_binding(claims.jkt))
             await self.issuer.revoke_access_token(claims)
         return Response(status_code=200, headers=NO_STORE)
+
+    async def _require_key(self, request: Request, binding: str) -> None:
+        """A DPoP-bound token is revoked only by its key's holder: a copied token is
+        useless on its own, and must not end its owner's session either (docs/dpop.md).
+        A stale refresh token needs no key: presenting it anywhere is theft (invariant 8).
+
+        :raises DPoPProofInvalid: no proof for this request, or one from another key.
+        """
+        if await dpop_binding(request, self.issuer, self.dpop) != binding:
+            raise DPoPProofInvalid("The token is bound to a key: send a DPoP proof made with it.")
 
     def _access_claims(self, token: str) -> AccessClaims | None:
         """The claims of a live access token of ours, or None; 503 if revocation
