@@ -33,6 +33,7 @@ from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
+from ..dpop import DPoPVerifier
 from ..issuer import Issuer
 from .config import WebConfig
 from .guards import Requirement, require_auth
@@ -215,6 +216,7 @@ def auth_router(
     config: WebConfig | None = None,
     oauth: OAuthEndpoints | None = None,
     tags: list[str] | None = None,
+    dpop: DPoPVerifier | None = None,
 ) -> APIRouter:
     """The auth routes (docs/http.md) as a FastAPI ``APIRouter`` at ``config.prefix``.
 
@@ -225,9 +227,10 @@ def auth_router(
 
     :param oauth: also the OAuth 2.0 endpoints (``/token``, ``/revoke``,
         ``/introspect``), as ``auth_routes(..., oauth=)`` mounts them.
+    :param dpop: checks the DPoP proofs of refreshes, as in ``auth_routes``.
     """
     web = config or (oauth.config if oauth is not None else WebConfig())
-    handlers = AuthRoutes(issuer, web, oauth)
+    handlers = AuthRoutes(issuer, web, oauth, dpop)
     answer = handlers._answer
     router = APIRouter(prefix=web.prefix, tags=list(tags or ["auth"]), responses=_ERRORS)
     signed_in = [Depends(require_auth(config=web))]
