@@ -156,3 +156,19 @@ async def test_jwtsessauth_keeps_a_bound_session_alive(make_web: MakeWeb) -> Non
         assert first is not None
         assert auth.tokens.access_token != first.access_token
         assert claims_of(auth.tokens.access_token)["cnf"] == {"jkt": key.jkt}
+
+
+async def test_adpop_login_makes_the_key_and_follows_a_nonce(make_web: MakeWeb) -> None:
+    from jwtsess import DPoPSettings
+    from jwtsess.client import adpop_login
+
+    web = await make_web("ES256", dpop=DPoPSettings(nonce_secret=b"n" * 32))
+    async with web.client() as http:
+        auth = await adpop_login(
+            http, "/auth/login", json={"user_id": "alice"}, alg="EdDSA", clock=web.clock
+        )
+        assert auth.dpop_key is not None
+        assert auth.tokens is not None
+        assert auth.tokens.token_type == "DPoP"
+        assert claims_of(auth.tokens.access_token)["cnf"] == {"jkt": auth.dpop_key.jkt}
+        assert (await http.get("/me", auth=auth)).status_code == 200

@@ -9,8 +9,10 @@ finished, while it waited for the lock does not refresh again. The refresh is
 sent by the auth flow itself, as ``POST /auth/refresh {"refresh_token": ...}``.
 
 httpx is the optional extra ``jwtsess[client]``; ``import jwtsess`` never
-imports this package. Modules: ``tokens`` (``TokenState``, read from a token
-answer), ``failures`` (``RefreshFailed``), ``auth`` (``JWTSessAuth``, the flows).
+imports this package. ``dpop_login`` / ``adpop_login`` sign in with a new DPoP
+key and return the ``JWTSessAuth`` bound to it. Modules: ``tokens``
+(``TokenState``, read from a token answer), ``failures`` (``RefreshFailed``),
+``auth`` (``JWTSessAuth``, the flows), ``login`` (the DPoP logins).
 Errors::
 
     JWTSessError
@@ -20,7 +22,9 @@ Errors::
 
 from .auth import JWTSessAuth as JWTSessAuth
 from .failures import RefreshFailed as RefreshFailed
+from .login import adpop_login as adpop_login
+from .login import dpop_login as dpop_login
 from .tokens import OnRefresh as OnRefresh
 from .tokens import TokenState as TokenState
 
-__all__ = ["JWTSessAuth", "OnRefresh", "RefreshFailed", "TokenState"]
+__all__ = ["JWTSessAuth", "OnRefresh", "RefreshFailed", "TokenState", "adpop_login", "dpop_login"]
