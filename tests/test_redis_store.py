@@ -367,3 +367,28 @@ async def test_every_state_script_answers_status_pending_payload_and_the_field_l
         assert parse_session(fields) == await store.get(sid, now=T0)
     finally:
         await store.close()
+
+
+async def test_a_not_before_written_by_0_1_0_in_seconds_still_revokes(
+    fresh_redis: RedisServer,
+) -> None:
+    """A rolling upgrade: 0.1.0 processes wrote the user not-before in whole seconds
+    (feed field ``n`` and the ``n:`` key). Read as microseconds it would revoke
+    nothing; it is read as the seconds it is."""
+    store = RedisStore.from_url(fresh_redis.url)
+    tag, sid = user_tag("alice"), new_session_id("alice")
+    try:
+        with fresh_redis.client() as admin:
+            admin.xadd(
+                "js:feed", {"k": "user", "s": "alice", "u": "1800000911000", "n": "1800000001"}
+            )
+            admin.set(store.keys.not_before(tag, "alice"), "1800000001", px=60_000)
+        (entry,) = (await store.feed_snapshot(now=T0)).entries
+        assert entry.not_before_us == 1_800_000_001_000_000
+        meta = ClientMetadata()
+        grant = await store.create(
+            NewSession(sid, "alice", "user", {}, meta), now=T0, absolute_ttl=60, idle_ttl=60
+        )
+        assert grant.user_not_before_us == 1_800_000_001_000_000
+    finally:
+        await store.close()

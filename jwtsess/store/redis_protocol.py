@@ -132,6 +132,8 @@ class Answer:
 
 
 _KINDS: Final[dict[str, RevocationKind]] = {"jti": "jti", "sid": "sid", "user": "user"}
+#: jwtsess 0.1.0 wrote ``n`` in whole seconds; any value below this is one of those.
+_SECONDS_BELOW: Final = 10**12
 
 
 def parse_revocation(fields: Mapping[str, str] | Sequence[str]) -> Revocation | None:
@@ -141,4 +143,7 @@ def parse_revocation(fields: Mapping[str, str] | Sequence[str]) -> Revocation | 
     kind = _KINDS.get(fields.get("k", ""))
     if kind is None:
         return None
-    return Revocation(kind, fields["s"], int(fields["u"]) / 1000, int(fields.get("n") or 0))
+    not_before = int(fields.get("n") or 0)
+    if 0 < not_before < _SECONDS_BELOW:  # written by 0.1.0 during a rolling upgrade
+        not_before *= 1_000_000
+    return Revocation(kind, fields["s"], int(fields["u"]) / 1000, not_before)

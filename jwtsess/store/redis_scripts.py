@@ -93,7 +93,8 @@ local function not_before(tag, user, now)
   local v = redis.call('GET', k_nbf(tag, user))
   if not v then return 0 end
   local nbf, until_ms = string.match(v, '^(%d+):(%d+)$')
-  if not nbf or tonumber(until_ms) <= now then return 0 end
+  if not nbf then return (tonumber(v) or 0) * 1000000 end  -- 0.1.0: seconds; its TTL rules
+  if tonumber(until_ms) <= now then return 0 end
   return tonumber(nbf)
 end
 
