@@ -23,13 +23,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from examples.app import DEMO_USERS, DemoConfig, demo_parts
-from jwtsess import AuthError, Issuer, KeyRing, LoginLimiter, Verifier
+from jwtsess import AuthError, BadRequest, Issuer, KeyRing, LoginLimiter, Verifier
 from jwtsess.web import (
     JWTAuthMiddleware,
     JWTUser,
@@ -71,6 +72,16 @@ def build_app(
     app = _FastAPI(title="jwtsess FastAPI demo", description=DESCRIPTION, lifespan=lifespan)
     app.add_middleware(JWTAuthMiddleware, verifier=verifier, config=web)
     admin_only = require_role("admin", config=web)
+
+    async def invalid_body(request: Request, exc: Exception) -> Response:
+        # FastAPI's default 422 echoes the input, and NaN, Infinity or a lone surrogate
+        # in it cannot be written as JSON: a 500 with a traceback. jwtsess's contract
+        # instead (docs/errors.md): 400 bad_request, naming the fields only.
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in errors})
+        return error_response(web, BadRequest(f"The body is not valid: {', '.join(fields)}."))
+
+    app.add_exception_handler(RequestValidationError, invalid_body)
 
     @app.post(
         "/auth/login",

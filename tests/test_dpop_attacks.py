@@ -487,3 +487,27 @@ async def test_copied_bound_access_token_cannot_be_revoked_without_its_key(
         me = key.proof("GET", f"{DEMO}/me", iat=time.time(), access_token=token)
         gone = await client.get("/me", headers=dpop_headers(token, me))
         assert gone.status_code == 401
+
+
+async def test_introspection_does_not_present_a_bound_token_as_bearer(tmp_path: Path) -> None:
+    """RFC 9449 section 6.2: ``/auth/introspect`` answered ``token_type: "Bearer"`` for a
+    DPoP-bound token. A resource server that trusts ``token_type`` (another language,
+    no local verification) would then accept the copied token without a proof. It now
+    says ``"DPoP"``, next to ``cnf.jkt``; an unbound token stays ``"Bearer"``."""
+    key = ProofMaker()
+    async with _demo_client(tmp_path) as client:
+        bound = await _bound_login(client, key)
+        admin = await client.post(
+            "/auth/login", json={"username": "alice", "password": "alice-demo-password"}
+        )
+        auth = {"Authorization": f"Bearer {admin.json()['access_token']}"}
+        answer = await client.post(
+            "/auth/introspect", data={"token": bound["access_token"]}, headers=auth
+        )
+        assert answer.json()["active"] is True, answer.text
+        assert answer.json()["cnf"] == {"jkt": key.jkt}
+        assert answer.json()["token_type"] == "DPoP"
+        plain = await client.post(
+            "/auth/introspect", data={"token": admin.json()["access_token"]}, headers=auth
+        )
+        assert plain.json()["token_type"] == "Bearer"

@@ -374,3 +374,25 @@ async def test_lone_surrogate_password_on_the_fastapi_demo_login_is_not_a_500(
         )
         assert answer.status_code == 401, answer.text
         assert answer.json()["error"] == "invalid_credentials"
+
+
+async def test_unwritable_input_in_the_fastapi_demo_login_is_a_400_not_a_500(
+    tmp_path: Path,
+) -> None:
+    """FastAPI's default 422 answer echoes the input, and ``NaN``, ``Infinity`` or a
+    lone surrogate in it cannot be written as JSON: the FastAPI demo's login
+    answered 500 with a traceback. It now answers jwtsess's 400 ``bad_request``,
+    naming the fields and never echoing the input."""
+    app = _fastapi_demo(tmp_path)
+    async with _client(app, ATTACKER) as client:
+        for body in (
+            b'{"username": NaN, "password": Infinity}',
+            b'{"refresh_token": "\\ud800"}',
+            b"[1]",
+        ):
+            answer = await client.post(
+                "/auth/login", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"] == "bad_request"
+            assert "NaN" not in answer.text

@@ -323,7 +323,8 @@ class OAuthEndpoints:
         body = {
             **claims.as_dict(),
             "active": True,
-            "token_type": "Bearer",
+            # RFC 9449 section 6.2: a bound token is not a bearer token (cnf.jkt says whose).
+            "token_type": "Bearer" if claims.jkt is None else "DPoP",
             "scope": " ".join(self.config.scopes_for(claims.role)),
         }
         return JSONResponse(body, headers=NO_STORE)
