@@ -14,6 +14,7 @@ from .dpop import DPoPVerifier as DPoPVerifier
 from .dpop_jwk import DPoPKey as DPoPKey
 from .errors import AuthError as AuthError
 from .errors import BadRequest as BadRequest
+from .errors import ClaimsUnavailable as ClaimsUnavailable
 from .errors import CSRFFailed as CSRFFailed
 from .errors import DPoPNonceRequired as DPoPNonceRequired
 from .errors import DPoPProofInvalid as DPoPProofInvalid
@@ -75,6 +76,7 @@ __all__ = [
     "BadRequest",
     "CSRFFailed",
     "ClaimsLoader",
+    "ClaimsUnavailable",
     "ClientMetadata",
     "Clock",
     "DPoPKey",

@@ -23,6 +23,7 @@ never carries a token, a key or an internal message.
     │   ├── BadRequest                bad_request             400
     │   ├── RateLimited               rate_limited            429
     │   ├── StoreUnavailable          store_unavailable       503
+    │   ├── ClaimsUnavailable         claims_unavailable      503
     │   └── RevocationStateStale      revocation_state_stale  503
     └── KeyringError                  keyring_invalid         (operator error, never sent)
 
@@ -190,6 +191,18 @@ class StoreUnavailable(AuthError):
     code = "store_unavailable"
     status = 503
     default_detail = "The session store is unavailable; try again."
+
+
+class ClaimsUnavailable(AuthError):
+    """The application's claims loader failed during a refresh.
+
+    The rotation had already been committed, so the same client retrying the
+    same refresh token inside the grace window gets its tokens.
+    """
+
+    code = "claims_unavailable"
+    status = 503
+    default_detail = "The user's claims could not be loaded; try again."
 
 
 class RevocationStateStale(AuthError):

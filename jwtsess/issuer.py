@@ -9,6 +9,7 @@ route, the OAuth token endpoint, the client) goes through ``Issuer.refresh``.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .access import check_extra_claims
-from .errors import AuthError, RateLimited, RefreshReused, SessionNotFound
+from .errors import AuthError, ClaimsUnavailable, RateLimited, RefreshReused, SessionNotFound
 from .issuer_base import MAX_USER_ID_LENGTH, IssuerBase, check_identity
 from .refresh_token import decode_refresh_token, encode_refresh_token, new_session_id
 from .sessions import (
@@ -29,6 +30,8 @@ from .sessions import (
     client_fingerprint,
 )
 from .store.base import NewSession
+
+logger = logging.getLogger("jwtsess.issuer")
 
 __all__ = ["MAX_USER_ID_LENGTH", "ClaimsLoader", "Issuer", "UserClaims"]
 
@@ -43,6 +46,25 @@ class UserClaims:
 
 #: ``async (user_id) -> UserClaims | None``; None means the user is gone.
 ClaimsLoader = Callable[[str], Awaitable[UserClaims | None]]
+
+
+async def _load_claims(loader: ClaimsLoader, user_id: str) -> UserClaims | None:
+    """The application's loader, its failure turned into ``ClaimsUnavailable``.
+
+    The rotation is committed by now; a 503 lets the same client retry inside
+    the grace window, where an unhandled exception would be a 500 whose retry
+    after the window counts as theft. One log line, no traceback: the loader's
+    exception is the application's to report.
+    """
+    try:
+        return await loader(user_id)
+    except Exception as error:
+        logger.warning(
+            "claims loader failed during a refresh (%s: %s); answered claims_unavailable",
+            type(error).__name__,
+            error,
+        )
+        raise ClaimsUnavailable() from None
 
 
 class Issuer(IssuerBase):
@@ -201,7 +223,7 @@ class Issuer(IssuerBase):
         session = grant.session
         role, extra = session.role, session.extra_claims
         if self._claims_loader is not None:
-            loaded = await self._claims_loader(session.user_id)
+            loaded = await _load_claims(self._claims_loader, session.user_id)
             if loaded is None:
                 await self._revoke(
                     self._store.revoke_session(

@@ -7,7 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
-from jwtsess import RefreshReused, SessionNotFound, TokenInvalid, TokenMalformed
+from jwtsess import (
+    ClaimsUnavailable,
+    RefreshReused,
+    SessionNotFound,
+    TokenInvalid,
+    TokenMalformed,
+)
 from jwtsess.audit import AuditEvent
 from jwtsess.issuer import UserClaims
 from jwtsess.refresh_token import decode_refresh_token, new_session_id
@@ -289,3 +295,31 @@ def test_absolute_session_lifetime_beyond_keyring_max_is_refused(make_issuer: Ma
     forever = SessionPolicy(absolute_ttl=31 * 24 * 3600)
     with pytest.raises(ValueError, match="max_session_ttl"):
         Issuer(env.kit.keyring, env.kit.settings, env.store, policy=forever)
+
+
+async def test_claims_loader_failure_is_a_503_and_the_same_client_retries_in_grace(
+    make_issuer: MakeIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A loader that raises (its database is down) after the rotation committed: the
+    caller gets ``claims_unavailable`` (503, safe to retry), never an unhandled
+    exception; the same client's retry inside the grace window gets its tokens."""
+    failing = {"on": True}
+
+    async def loader(user_id: str) -> UserClaims | None:
+        if failing["on"]:
+            raise OSError("users database: connection refused")
+        return UserClaims("user")
+
+    env = make_issuer(claims_loader=loader)
+    pair = await env.issuer.login("alice", "user", metadata=META)
+    with caplog.at_level(logging.WARNING, logger="jwtsess"), pytest.raises(ClaimsUnavailable):
+        await env.issuer.refresh(pair.refresh_token, META)
+    assert ClaimsUnavailable.status == 503
+    warnings = [r for r in caplog.records if r.name.startswith("jwtsess")]
+    assert len(warnings) == 1
+    assert warnings[0].exc_info is None  # one line, no traceback
+    assert "OSError" in warnings[0].getMessage()
+    failing["on"] = False
+    env.clock.advance(1)
+    retried = await env.issuer.refresh(pair.refresh_token, META)
+    assert env.kit.verifier.verify(retried.access_token).sub == "alice"

@@ -45,6 +45,7 @@ HTTP_CODE_STATUS: Final[Mapping[str, frozenset[int]]] = {
     "bad_request": frozenset({400}),
     "rate_limited": frozenset({429}),
     "store_unavailable": frozenset({503}),
+    "claims_unavailable": frozenset({503}),
     "revocation_state_stale": frozenset({503}),
 }
 
