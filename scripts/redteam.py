@@ -710,8 +710,14 @@ async def _guess(t: Target, c: httpx.AsyncClient, user: str, password: str) -> h
 @case("login/throttled guessing")
 async def login_throttled(t: Target) -> None:
     guesser = t.client("127.0.0.20")
-    codes = [(await _guess(t, guesser, "alice", f"guess{i}")).status_code for i in range(7)]
-    expect(codes[:5] == [401] * 5 and codes[5:] == [429, 429], f"guess answers {codes}")
+    codes: list[int] = []
+    for i in range(12):
+        codes.append((await _guess(t, guesser, "alice", f"guess{i}")).status_code)
+        if codes[-1] != 401:
+            break
+    # 5 a minute; fixed aligned windows let a burst across a boundary get up to 10 through
+    # (documented in jwtsess/login_limit.py).
+    expect(codes[-1] == 429 and codes.count(401) <= 10, f"guess answers {codes}")
     r = await _guess(t, guesser, "alice", "guess")
     expect(r.headers.get("retry-after", "").isdigit(), "429 without Retry-After")
     # The right password from the guesser's address is throttled too (no oracle).
@@ -1233,13 +1239,22 @@ async def dpop_cases(t: Target) -> None:
     )
     expect(r.status_code in (200, 401), f"nonce: {r.status_code}")
     t.case = "dpop/revocation of a bound session without the key"
-    r = t.seen(await c.post("/auth/revoke", data={"token": new_token}))
-    r = t.seen(await c.get("/me", headers=_dpop_headers(key, t, "GET", "/me", new_token)))
-    if r.status_code != 200:
-        t.flaw(
-            "NOTE (not counted as forgery): a copied DPoP-bound access token revokes itself "
-            "through /auth/revoke without a proof"
+    fresh = await _dpop_login(t, key)
+    assert fresh is not None
+    for token in (fresh["access_token"], fresh["refresh_token"]):
+        r = t.seen(await c.post("/auth/revoke", data={"token": token}))
+        t.refused(r, 400)
+    r = t.seen(
+        await c.get("/me", headers=_dpop_headers(key, t, "GET", "/me", fresh["access_token"]))
+    )
+    expect(r.status_code == 200, f"a copied bound token revoked its session: {r.status_code}")
+    proof = key.proof("POST", _htu(t, "/auth/revoke"), iat=time.time())
+    r = t.seen(
+        await c.post(
+            "/auth/revoke", data={"token": fresh["refresh_token"]}, headers={"DPoP": proof}
         )
+    )
+    expect(r.status_code == 200, f"the owner's revocation with its key: {r.status_code}")
 
 
 # ============================================================================================
