@@ -20,47 +20,32 @@ background task started in the app's lifespan (``await keys.start()``, or
 - a key that leaves the set stops verifying after the next successful fetch
   (the Verifier drops its cache when ``generation`` changes).
 
-Documents are read by ``jwks.parse_jwks``: asymmetric keys only, each one
-checked; an HS256 or ``oct`` key is a configuration error.
+Bytes are got by ``jwks_fetch`` (HTTP or file, bounded, ``Cache-Control``) and
+read by ``jwks.parse_jwks``: asymmetric keys only, each one checked; an HS256
+or ``oct`` key is a configuration error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from .errors import KeyringError
 from .jwks import MAX_JWKS_BYTES, PublicKey, parse_jwks
+from .jwks_fetch import Fetch, file_fetch, http_fetch, read_jwks_file
+from .jwks_fetch import cache_lifetime as cache_lifetime
 
 if TYPE_CHECKING:
     import httpx
 
 logger = logging.getLogger("jwtsess.jwks")
-
-Fetch = Callable[[], Awaitable[tuple[bytes, float | None]]]
-_MAX_AGE: Final = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.I)
-_NO_CACHE: Final = re.compile(r"(?:^|,)\s*(?:no-store|no-cache)\s*(?:,|$)", re.I)
-_JSON_TYPES: Final = ("application/json", "application/jwk-set+json")
-
-
-def cache_lifetime(cache_control: str | None) -> float | None:
-    """Seconds a response may be reused per its Cache-Control (None: not said)."""
-    if not cache_control:
-        return None
-    if _NO_CACHE.search(cache_control):
-        return 0.0
-    match = _MAX_AGE.search(cache_control)
-    return float(match.group(1)) if match else None
 
 
 class JWKSKeySource:
@@ -143,29 +128,7 @@ class JWKSKeySource:
         :param max_bytes: a larger body is refused before it is read in full.
         :param client: an ``httpx.AsyncClient`` to use (default: one of its own).
         """
-        try:
-            import httpx
-        except ImportError:  # pragma: no cover - the jwks extra is missing
-            raise KeyringError(
-                "JWKSKeySource.from_url needs httpx: pip install jwtsess[jwks]"
-            ) from None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            logger.warning("JWKS fetched over plain http from %s: use https", parts.hostname)
-        own = client is None
-        http = client or httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-
-        async def fetch() -> tuple[bytes, float | None]:
-            try:
-                async with asyncio.timeout(timeout):
-                    return await _get(http, url, max_bytes)
-            except httpx.HTTPError as exc:
-                raise KeyringError(f"{url}: {type(exc).__name__}: {exc}") from None
-            except TimeoutError:
-                raise KeyringError(f"{url}: no complete answer within {timeout:g}s") from None
-
+        fetch, close = http_fetch(url, timeout=timeout, max_bytes=max_bytes, client=client)
         return cls(
             fetch,
             source=url,
@@ -175,7 +138,7 @@ class JWKSKeySource:
             refetch_wait=refetch_wait,
             monotonic=monotonic,
             sleep=sleep,
-            close=http.aclose if own else None,
+            close=close,
         )
 
     @classmethod
@@ -197,12 +160,8 @@ class JWKSKeySource:
         :raises KeyringError: the file is unreadable or not a usable JWKS.
         """
         file = Path(path)
-
-        async def fetch() -> tuple[bytes, float | None]:
-            return _read_file(file, max_bytes), None
-
         source = cls(
-            fetch,
+            file_fetch(file, max_bytes),
             source=str(file),
             min_ttl=min_ttl,
             max_ttl=min_ttl,
@@ -211,7 +170,7 @@ class JWKSKeySource:
             monotonic=monotonic,
             sleep=sleep,
         )
-        source._apply(_read_file(file, max_bytes), None)
+        source._apply(read_jwks_file(file, max_bytes), None)
         return source
 
     # -- the per-request side (no I/O) ------------------------------------------
@@ -403,42 +362,3 @@ class JWKSKeySource:
         while True:
             await self._sleep(max(0.0, self._next_refresh - self._monotonic()))
             await self._refresh_logged(self._fetches_started)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _read_file(path: Path, max_bytes: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise KeyringError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if len(raw) > max_bytes:
-        raise KeyringError(f"{path}: larger than {max_bytes} bytes")
-    return raw
-
-
-async def _get(http: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[bytes, float | None]:
-    headers = {"Accept": "application/jwk-set+json, application/json"}
-    async with http.stream("GET", url, headers=headers) as response:
-        if response.status_code != 200:
-            raise KeyringError(f"{url}: HTTP {response.status_code}")
-        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in _JSON_TYPES and not media.endswith("+json"):
-            raise KeyringError(f"{url}: content type {media or 'none'!r}, not JSON")
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise KeyringError(f"{url}: body of {declared} bytes; at most {max_bytes}")
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > max_bytes:
-                raise KeyringError(f"{url}: body larger than {max_bytes} bytes")
-        return bytes(body), cache_lifetime(response.headers.get("cache-control"))

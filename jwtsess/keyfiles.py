@@ -24,11 +24,12 @@ import json
 import os
 import re
 import stat
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, overload
 
+from .clock import Clock
 from .errors import KeyringError
 from .jwk import SUPPORTED_ALGORITHMS
 
@@ -119,6 +120,28 @@ class Manifest:
         later = [k.activates_at for k in self.keys if k.activates_at > record.activates_at]
         return min(later) if later else None
 
+    def prunable_after(self, record: KeyRecord | RefreshSecretRecord) -> float | None:
+        """When ``prune`` may remove ``record``; None while it is the newest.
+
+        A key once every token it signed has expired: ``max_token_ttl + leeway``
+        after it stopped signing. A refresh secret once every session that could
+        hold a token it MACed has ended: ``max_session_ttl + leeway`` after it
+        stopped MACing.
+        """
+        if isinstance(record, KeyRecord):
+            retired, kept = self.retired_at(record), self.max_token_ttl
+        else:
+            retired, kept = self.refresh_secret_retired_at(record), self.max_session_ttl
+        return None if retired is None else retired + (kept + self.leeway)
+
+    def without(self, gone: Collection[KeyRecord | RefreshSecretRecord]) -> Manifest:
+        """This manifest with the records in ``gone`` no longer listed."""
+        return replace(
+            self,
+            keys=tuple(k for k in self.keys if k not in gone),
+            refresh_secrets=tuple(r for r in self.refresh_secrets if r not in gone),
+        )
+
     def to_json(self) -> bytes:
         body = {
             "format": MANIFEST_FORMAT,
@@ -189,6 +212,34 @@ def directory_lock(directory: Path) -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@overload
+def prune_retired(directory: Path, kind: Literal["keys"], clock: Clock) -> list[KeyRecord]: ...
+@overload
+def prune_retired(
+    directory: Path, kind: Literal["refresh_secrets"], clock: Clock
+) -> list[RefreshSecretRecord]: ...
+def prune_retired(
+    directory: Path, kind: Literal["keys", "refresh_secrets"], clock: Clock
+) -> Sequence[KeyRecord | RefreshSecretRecord]:
+    """Remove the keys or refresh secrets whose ``prunable_after`` has passed; returns them.
+
+    Under the directory lock: the manifest stops naming them first, then their
+    files are removed (a process never reads a manifest naming a missing file).
+    """
+    with directory_lock(directory):
+        manifest, _ = read_manifest(directory)
+        now = clock()
+        records: tuple[KeyRecord | RefreshSecretRecord, ...] = getattr(manifest, kind)
+        gone = [
+            r for r in records if (after := manifest.prunable_after(r)) is not None and after <= now
+        ]
+        if gone:
+            atomic_write(directory / MANIFEST_NAME, manifest.without(gone).to_json())
+            for record in gone:
+                (directory / record.file).unlink(missing_ok=True)
+    return gone
 
 
 def _number(body: dict[str, Any], name: str, source: Path) -> float:

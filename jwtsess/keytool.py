@@ -46,6 +46,7 @@ from .keyfiles import (
     RefreshSecretRecord,
     atomic_write,
     directory_lock,
+    prune_retired,
     read_manifest,
 )
 from .keyring import KeyRing
@@ -172,22 +173,7 @@ def rotate_keys(
 
 def prune_keys(directory: str | os.PathLike[str], *, clock: Clock = system_clock) -> list[str]:
     """Remove retiring keys whose every token has expired. Returns the removed kids."""
-    path = Path(directory)
-    with directory_lock(path):
-        manifest, _ = read_manifest(path)
-        now = clock()
-        grace = manifest.max_token_ttl + manifest.leeway
-        gone = []
-        for record in manifest.keys:
-            retired_at = manifest.retired_at(record)
-            if retired_at is not None and retired_at <= now and retired_at + grace <= now:
-                gone.append(record)
-        if not gone:
-            return []
-        kept = tuple(k for k in manifest.keys if k not in gone)
-        atomic_write(path / MANIFEST_NAME, replace(manifest, keys=kept).to_json())
-        for record in gone:
-            (path / record.file).unlink(missing_ok=True)
+    gone = prune_retired(Path(directory), "keys", clock)
     for record in gone:
         audit.info(
             "key_pruned kid=%s", record.kid, extra={"event": "key_pruned", "kid": record.kid}
@@ -213,10 +199,10 @@ def list_table(directory: str | os.PathLike[str], *, clock: Clock = system_clock
     """A readable table of the keys: kid, alg, state and schedule."""
     manifest, _ = read_manifest(Path(directory))
     now = clock()
-    grace = manifest.max_token_ttl + manifest.leeway
     rows = [("KID", "ALG", "STATE", "ACTIVATES", "RETIRED", "PRUNABLE AFTER")]
     for record in manifest.keys:
         retired = manifest.retired_at(record)
+        prunable = manifest.prunable_after(record)
         state = manifest.state_of(record, now)
         rows.append(
             (
@@ -225,19 +211,17 @@ def list_table(directory: str | os.PathLike[str], *, clock: Clock = system_clock
                 state,
                 _iso(record.activates_at),
                 _iso(retired) if retired is not None and state != "active" else "-",
-                _iso(retired + grace) if retired is not None and state != "active" else "-",
+                _iso(prunable) if prunable is not None and state != "active" else "-",
             )
         )
-    session_grace = manifest.max_session_ttl + manifest.leeway
     secrets_rows = [("REFRESH SECRET", "STATE", "RETIRED", "PRUNABLE AFTER")]
     for secret in manifest.refresh_secrets:
         retired_at = manifest.refresh_secret_retired_at(secret)
-        if retired_at is None:
+        prunable = manifest.prunable_after(secret)
+        if retired_at is None or prunable is None:
             secrets_rows.append((str(secret.id), "current", "-", "-"))
         else:
-            secrets_rows.append(
-                (str(secret.id), "retired", _iso(retired_at), _iso(retired_at + session_grace))
-            )
+            secrets_rows.append((str(secret.id), "retired", _iso(retired_at), _iso(prunable)))
     return _table(rows) + "\n\n" + _table(secrets_rows)
 
 

@@ -36,6 +36,7 @@ from .keyfiles import (
     RefreshSecretRecord,
     atomic_write,
     directory_lock,
+    prune_retired,
     read_manifest,
     refresh_secret_file,
 )
@@ -76,22 +77,7 @@ def prune_refresh_secrets(
     directory: str | os.PathLike[str], *, clock: Clock = system_clock
 ) -> list[int]:
     """Remove retired refresh secrets no live session can use. Returns their ids."""
-    path = Path(directory)
-    with directory_lock(path):
-        manifest, _ = read_manifest(path)
-        now = clock()
-        grace = manifest.max_session_ttl + manifest.leeway
-        gone = []
-        for record in manifest.refresh_secrets:
-            retired_at = manifest.refresh_secret_retired_at(record)
-            if retired_at is not None and retired_at + grace <= now:
-                gone.append(record)
-        if not gone:
-            return []
-        kept = tuple(r for r in manifest.refresh_secrets if r not in gone)
-        atomic_write(path / MANIFEST_NAME, replace(manifest, refresh_secrets=kept).to_json())
-        for record in gone:
-            (path / record.file).unlink(missing_ok=True)
+    gone = prune_retired(Path(directory), "refresh_secrets", clock)
     for record in gone:
         audit.info(
             "refresh_secret_pruned secret_id=%s",

@@ -31,9 +31,10 @@ raw sockets, the ``websockets`` client) from loopback source addresses
 - cookie-mode CSRF, oversized and malformed input.
 
 An outcome is a FLAW when the server did something its documentation
-(docs/security.md, docs/http.md, docs/errors.md) or DESIGN.md's invariants
-say it must not. Every answer with a status >= 500 other than a documented
-503 counts as a 500, every access with a forged or refused credential that
+(docs/security.md's threats handled, docs/architecture.md's verification
+order, sessions and revocation rules, docs/http.md, docs/errors.md) says it
+must not. Every answer with a status >= 500 other than a documented 503
+counts as a 500, every access with a forged or refused credential that
 answered 200 counts as a forged token accepted, and after each deployment
 uvicorn's whole log is grepped for tracebacks and ERROR lines. The comeback
 case of issue 12 point 3b needs the access-token lifetime to pass: it runs
