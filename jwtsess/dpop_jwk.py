@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import Algorithm
 
 from .clock import Clock, system_clock
-from .jwk import NotCanonical, b64url, b64url_decode, thumbprint, to_low_s
+from .jwk import b64url, b64url_decode, thumbprint, to_low_s
 
 #: The proof algorithms jwtsess accepts, in the order a challenge lists them.
 PROOF_ALGORITHMS: Final = ("ES256", "EdDSA", "RS256", "PS256")
@@ -41,10 +41,8 @@ def _number(jwk: Mapping[str, Any], name: str, max_bytes: int) -> bytes:
         raise ValueError(f"'{name}' is missing or too long")
     try:
         return b64url_decode(value)
-    except NotCanonical:
-        raise ValueError(f"'{name}' is not canonical base64url") from None
-    except ValueError:
-        raise ValueError(f"'{name}' is not base64url") from None
+    except ValueError as exc:
+        raise ValueError(f"'{name}' is {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,9 @@ def b64url_decode(text: str) -> bytes:
 
     :raises NotCanonical: it decodes, but is not written the one way.
     :raises ValueError: not base64url at all.
+
+    The exception's message is the reason ("not canonical base64url", "not
+    base64url"), for the caller's own error to quote.
     """
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -32,7 +32,7 @@ from jwt.algorithms import Algorithm
 
 from . import strict_json
 from .errors import KeyringError
-from .jwk import RSA_BITS, NotCanonical, b64url_decode
+from .jwk import RSA_BITS, b64url_decode
 
 MAX_JWKS_BYTES: Final = 256 * 1024
 MAX_JWKS_KEYS: Final = 100
@@ -64,10 +64,8 @@ def _b64(jwk: Mapping[str, Any], name: str, where: str) -> bytes:
         raise KeyringError(f"{where}: member {name!r} is missing or not a string")
     try:
         return b64url_decode(value)
-    except NotCanonical:
-        raise KeyringError(f"{where}: member {name!r} is not canonical base64url") from None
-    except ValueError:
-        raise KeyringError(f"{where}: member {name!r} is not base64url") from None
+    except ValueError as exc:
+        raise KeyringError(f"{where}: member {name!r} is {exc}") from None
 
 
 def _rsa(jwk: Mapping[str, Any], where: str) -> rsa.RSAPublicKey:

@@ -288,6 +288,11 @@ def _refresh_record(item: Any, source: Path) -> RefreshSecretRecord:
     )
 
 
+def _unique(values: Sequence[object], problem: str, source: Path) -> None:
+    if len(set(values)) != len(values):
+        raise KeyringError(f"{source}: {problem}")
+
+
 def _refresh_records(body: dict[str, Any], source: Path) -> tuple[RefreshSecretRecord, ...]:
     if "refresh_secrets" not in body:
         return LEGACY_REFRESH_SECRETS
@@ -295,9 +300,7 @@ def _refresh_records(body: dict[str, Any], source: Path) -> tuple[RefreshSecretR
     if not isinstance(items, list):
         raise KeyringError(f"{source}: 'refresh_secrets' must be a list")
     records = sorted((_refresh_record(item, source) for item in items), key=lambda r: r.id)
-    ids = [r.id for r in records]
-    if len(set(ids)) != len(ids):
-        raise KeyringError(f"{source}: duplicate refresh secret id")
+    _unique([r.id for r in records], "duplicate refresh secret id", source)
     created = [r.created_at for r in records]
     if created != sorted(created):
         raise KeyringError(f"{source}: refresh secrets must be created in the order of their ids")
@@ -315,12 +318,8 @@ def parse_manifest(data: bytes, source: Path) -> Manifest:
     if not isinstance(items, list) or not items:
         raise KeyringError(f"{source}: 'keys' must be a non-empty list")
     records = sorted((_record(item, source) for item in items), key=lambda k: k.activates_at)
-    kids = [r.kid for r in records]
-    if len(set(kids)) != len(kids):
-        raise KeyringError(f"{source}: duplicate kid")
-    starts = [r.activates_at for r in records]
-    if len(set(starts)) != len(starts):
-        raise KeyringError(f"{source}: two keys activate at the same instant")
+    _unique([r.kid for r in records], "duplicate kid", source)
+    _unique([r.activates_at for r in records], "two keys activate at the same instant", source)
     return Manifest(
         keys=tuple(records),
         publish_delay=_number(body, "publish_delay", source),

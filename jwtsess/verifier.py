@@ -30,7 +30,7 @@ from . import strict_json
 from .access import MICROS, RESERVED_CLAIMS, AccessClaims
 from .clock import Clock, system_clock
 from .errors import AuthError, TokenExpired, TokenInvalid, TokenMalformed, UnknownKeyId
-from .jwk import NotCanonical, b64url_decode, is_low_s
+from .jwk import b64url_decode, is_low_s
 from .keysource import KeySource
 from .metrics import MetricsSink
 from .refresh_token import REFRESH_TOKEN_PREFIX
@@ -58,10 +58,8 @@ def _segment(segment: str, what: str) -> bytes:
     (a second spelling of the same bytes would make token strings malleable)."""
     try:
         return b64url_decode(segment)
-    except NotCanonical:
-        raise TokenMalformed(f"The token's {what} is not canonical base64url.") from None
-    except ValueError:
-        raise TokenMalformed(f"The token's {what} is not base64url.") from None
+    except ValueError as exc:
+        raise TokenMalformed(f"The token's {what} is {exc}.") from None
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
