@@ -7,7 +7,7 @@ import pytest
 from jwtsess import DPoPProofInvalid, RateLimited, RefreshReused, SessionNotFound
 from jwtsess.refresh_token import new_session_id
 from jwtsess.sessions import ClientMetadata, SessionGrant, SessionPolicy, key_binding
-from jwtsess.store.base import NewSession, Revocation, SessionStore
+from jwtsess.store.base import GRACE_ANSWERS_SPENT, NewSession, Revocation, SessionStore
 from tests.support.kit import T0
 
 DAY = 86400.0
@@ -475,8 +475,9 @@ async def test_grace_answers_per_generation_are_capped(store: SessionStore) -> N
     await rotate(store, sid, 0, T0, policy=policy)
     for _ in range(2):
         assert (await rotate(store, sid, 0, T0 + 1, policy=policy)).outcome == "grace"
-    with pytest.raises(RateLimited):  # refused, not theft: the session lives on
+    with pytest.raises(RateLimited) as refused:  # refused, not theft: the session lives on
         await rotate(store, sid, 0, T0 + 1, policy=policy)
+    assert (refused.value.detail, refused.value.retry_after) == (GRACE_ANSWERS_SPENT, 1)
     assert (await rotate(store, sid, 1, T0 + 2, policy=policy)).session.generation == 2
 
 

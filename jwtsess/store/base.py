@@ -30,6 +30,9 @@ REVOKE_USER: Final = "user"  # every access token of a user issued before ``not_
 
 RevocationKind = Literal["jti", "sid", "user"]
 
+#: The detail of the ``RateLimited`` a rotation raises past ``SessionPolicy.grace_answers``.
+GRACE_ANSWERS_SPENT: Final = "Too many answers for one refresh token."
+
 
 @dataclass(frozen=True, slots=True)
 class Revocation:

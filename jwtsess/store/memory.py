@@ -26,6 +26,7 @@ from ..sessions import (
     session_expiry,
 )
 from .base import (
+    GRACE_ANSWERS_SPENT,
     REVOKE_SESSION,
     REVOKE_TOKEN,
     REVOKE_USER,
@@ -207,7 +208,7 @@ class MemoryStore(MemoryFeed, SessionStore):
             and binding == session.binding
         ):
             if session.grace_answers >= policy.grace_answers:
-                raise RateLimited("Too many answers for one refresh token.", retry_after=1)
+                raise RateLimited(GRACE_ANSWERS_SPENT, retry_after=1)
             outcome = "grace"
         else:
             self._end(session, t, _ms(revocation_ttl))

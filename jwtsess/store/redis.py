@@ -31,7 +31,7 @@ from ..errors import DPoPProofInvalid, RateLimited, RefreshReused, SessionNotFou
 from ..refresh_token import is_session_id, session_tag, user_tag
 from ..sessions import ClientMetadata, SessionGrant, SessionInfo, SessionPolicy
 from . import redis_scripts as lua
-from .base import NewSession, SessionStore
+from .base import GRACE_ANSWERS_SPENT, NewSession, SessionStore
 from .memory import retry_seconds
 from .redis_feed import RedisFeed, ms
 from .redis_protocol import Answer, parse_session, parse_sessions
@@ -200,7 +200,10 @@ class RedisStore(RedisFeed, SessionStore):
         if status == "reused":
             raise RefreshReused(sid=sid, user_id=answer.payload[0])
         if status == "limited":
-            raise RateLimited(retry_after=retry_seconds(int(answer.payload[0])))
+            retry = retry_seconds(int(answer.payload[0]))
+            if answer.payload[1:] == ["grace"]:
+                raise RateLimited(GRACE_ANSWERS_SPENT, retry_after=retry)
+            raise RateLimited(retry_after=retry)
         if status == "unbound":
             raise DPoPProofInvalid("The session is bound to a key: send its proof.")
         return self._grant("grace" if status == "grace" else "rotated", answer)

@@ -226,7 +226,7 @@ if presented == h[4] then
   if string.sub(h[12], 1, 4) == 'jkt:' and binding ~= h[12] then return answer('unbound') end
   outcome = 'ok'
 elseif presented == h[4] - 1 and now - h[5] < tonumber(ARGV[5]) and binding == h[12] then
-  if h[13] >= tonumber(ARGV[10]) then return answer('limited', {'1000'}) end
+  if h[13] >= tonumber(ARGV[10]) then return answer('limited', {'1000', 'grace'}) end
   outcome = 'grace'
 else
   end_session(KEYS[1], tag, sid, h[1], now, tonumber(ARGV[8]))
