@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -68,20 +67,38 @@ async def in_process(
         yield app, f"http://127.0.0.1:{port}"
 
 
+class _SignallingServer(uvicorn.Server):
+    """uvicorn in a thread that says when its start-up is over (started or failed)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    def run_and_signal(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.ready.set()  # start-up never reached (e.g. the port was taken)
+
+
 @contextlib.contextmanager
 def over_a_socket(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(
         demo(tmp_path, port), host="127.0.0.1", port=port, loop="asyncio", log_level="warning"
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    server = _SignallingServer(config)
+    thread = threading.Thread(target=server.run_and_signal, daemon=True)
     thread.start()
     try:
-        for _ in range(3000):  # time.monotonic is frozen: count polls instead
-            if server.started or not thread.is_alive():
-                break
-            time.sleep(0.01)
+        # An event, not a poll: time is frozen here, and a sleep loop would only guess.
+        assert server.ready.wait(timeout=60), "uvicorn did not finish starting"
         assert server.started, "uvicorn did not start"
         yield f"http://127.0.0.1:{port}"
     finally:
